@@ -1,0 +1,1 @@
+"""Instructor and teaching-assistant tooling behind the ``dlvc`` command."""

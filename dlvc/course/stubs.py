@@ -1,0 +1,204 @@
+"""Generate the student stubs in ``dlvc/`` from the reference source in ``solutions/``.
+
+A solution file marks each part that students write between two comment lines::
+
+    # TODO 2 (Assignment 1, part 2.1): accumulate the confusion matrix.
+    # Fill `self.confusion` (C, C) ... about 5 lines.
+    # BEGIN SOLUTION
+    ...reference code...
+    # END SOLUTION
+
+The generated stub keeps every line outside the markers, the TODO comment included,
+and replaces each region by a ``raise NotImplementedError`` that names the TODO, its
+assignment part, the file and the function. A region must sit inside one function,
+be preceded by a ``# TODO <id> (<assignment part>): <what to do>`` comment, and
+hold at least one line; nested, unterminated or misplaced markers stop the build
+with the file and line.
+"""
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+BEGIN_MARKER = "# BEGIN SOLUTION"
+END_MARKER = "# END SOLUTION"
+TODO_PATTERN = re.compile(r"^# TODO (?P<id>\S+) \((?P<part>[^)]+)\): (?P<text>.+)$")
+
+
+class MarkerError(ValueError):
+    """A solution marker is malformed or misplaced; the message names file and line."""
+
+    def __init__(self, filename: str, line: int, message: str):
+        super().__init__(f"{filename}:{line}: {message}")
+        self.filename = filename
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Region:
+    """One solution region; lines are 1-based and include the marker lines."""
+
+    begin: int
+    end: int
+    indent: str
+    todo_id: str
+    part: str
+    text: str
+    function: str
+
+
+def _function_spans(tree: ast.Module) -> list[tuple[int, int, str]]:
+    """(first line, last line, qualified name) of every function in the module."""
+    spans = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    spans.append((child.lineno, child.end_lineno, name))
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return spans
+
+
+def _enclosing_function(spans, line: int) -> str | None:
+    """The innermost function whose body contains ``line``."""
+    inside = [span for span in spans if span[0] < line <= span[1]]
+    if not inside:
+        return None
+    return max(inside, key=lambda span: span[0])[2]
+
+
+def _todo_above(lines: list[str], begin_index: int, indent: str, filename: str):
+    """The TODO comment in the comment block right above a BEGIN marker."""
+    index = begin_index - 1
+    while index >= 0 and lines[index].strip().startswith("#"):
+        stripped = lines[index].strip()
+        if stripped.startswith("# TODO"):
+            match = TODO_PATTERN.match(stripped)
+            if match is None or not lines[index].startswith(indent):
+                raise MarkerError(
+                    filename,
+                    index + 1,
+                    "a TODO comment must read '# TODO <id> (<assignment part>): <what to do>'"
+                    f" at the marker's indentation, got {stripped!r}",
+                )
+            return match
+        index -= 1
+    raise MarkerError(
+        filename,
+        begin_index + 1,
+        f"'{BEGIN_MARKER}' needs a '# TODO <id> (<assignment part>): <what to do>' comment right above it",
+    )
+
+
+def find_regions(source: str, filename: str) -> list[Region]:
+    """All solution regions of ``source``, checked; raises MarkerError on the first fault."""
+    lines = source.splitlines()
+    try:
+        spans = _function_spans(ast.parse(source, filename=filename))
+    except SyntaxError as error:
+        raise MarkerError(filename, error.lineno or 0, f"not valid Python: {error.msg}") from None
+    regions = []
+    open_line = None
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        number = index + 1
+        is_begin = stripped.startswith("# BEGIN SOLUTION")
+        is_end = stripped.startswith("# END SOLUTION")
+        if not (is_begin or is_end):
+            continue
+        if stripped not in (BEGIN_MARKER, END_MARKER):
+            raise MarkerError(filename, number, f"malformed marker {stripped!r}; write it exactly as '{BEGIN_MARKER}' or '{END_MARKER}'")
+        indent = line[: len(line) - len(line.lstrip())]
+        if is_begin:
+            if open_line is not None:
+                raise MarkerError(filename, number, f"nested '{BEGIN_MARKER}': the region opened on line {open_line} is not closed")
+            open_line = number
+            continue
+        if open_line is None:
+            raise MarkerError(filename, number, f"'{END_MARKER}' without a '{BEGIN_MARKER}' before it")
+        begin_line = lines[open_line - 1]
+        begin_indent = begin_line[: len(begin_line) - len(begin_line.lstrip())]
+        if indent != begin_indent:
+            raise MarkerError(filename, number, f"'{END_MARKER}' is indented differently from its '{BEGIN_MARKER}' on line {open_line}")
+        if number == open_line + 1:
+            raise MarkerError(filename, open_line, "empty solution region")
+        function = _enclosing_function(spans, open_line)
+        if function is None:
+            raise MarkerError(filename, open_line, "a solution region must sit inside a function body")
+        if _enclosing_function(spans, number) != function:
+            raise MarkerError(filename, number, f"the region opened on line {open_line} in {function} must close in the same function")
+        todo = _todo_above(lines, open_line - 1, begin_indent, filename)
+        regions.append(Region(open_line, number, begin_indent, todo["id"], todo["part"], todo["text"], function))
+        open_line = None
+    if open_line is not None:
+        raise MarkerError(filename, open_line, f"unterminated region: no '{END_MARKER}' after this '{BEGIN_MARKER}'")
+    return regions
+
+
+def stub_message(region: Region, relpath: str) -> str:
+    """The NotImplementedError message that replaces ``region`` in ``relpath``."""
+    return f"TODO {region.todo_id} ({region.part}) in {relpath}, {region.function}: {region.text}"
+
+
+def make_stub(source: str, relpath: str) -> str:
+    """The student stub of one solution file.
+
+    Args:
+        source: the solution file's text.
+        relpath: its path in the package, as students see it (``dlvc/metrics.py``).
+    """
+    regions = find_regions(source, relpath)
+    if not regions:
+        raise MarkerError(relpath, 1, f"a solution file needs at least one '{BEGIN_MARKER}' region")
+    lines = source.splitlines(keepends=True)
+    out = []
+    previous_end = 0
+    for region in regions:
+        out.extend(lines[previous_end : region.begin - 1])
+        out.append(f"{region.indent}raise NotImplementedError(\n")
+        out.append(f"{region.indent}    {stub_message(region, relpath)!r}\n")
+        out.append(f"{region.indent})\n")
+        previous_end = region.end
+    out.extend(lines[previous_end:])
+    return "".join(out)
+
+
+def solution_files(root: Path) -> list[Path]:
+    """Every solution file under ``root/solutions``, relative to that folder."""
+    solutions = root / "solutions"
+    return sorted(path.relative_to(solutions) for path in solutions.rglob("*.py"))
+
+
+def generate_stubs(root: Path, package: str = "dlvc", check: bool = False) -> list[str]:
+    """Write ``root/<package>/<path>`` for every ``root/solutions/<path>``.
+
+    Args:
+        root: the repository root, holding ``solutions/`` and the package.
+        package: the package folder's name.
+        check: compare only; write nothing.
+
+    Returns:
+        The package paths whose stub differed from the generated one (all of them
+        were rewritten unless ``check``).
+    """
+    root = Path(root)
+    if not (root / "solutions").is_dir():
+        raise FileNotFoundError(f"no solutions/ folder in {root}: stubs are generated from it")
+    changed = []
+    for relative in solution_files(root):
+        relpath = f"{package}/{relative.as_posix()}"
+        stub = make_stub((root / "solutions" / relative).read_text(), relpath)
+        target = root / package / relative
+        if not target.is_file() or target.read_text() != stub:
+            changed.append(relpath)
+            if not check:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(stub)
+    return changed

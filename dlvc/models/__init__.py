@@ -1,0 +1,1 @@
+"""Segmentation models and the DeepSegmenter wrapper that saves and loads them."""
