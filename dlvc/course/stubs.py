@@ -132,7 +132,8 @@ def find_regions(source: str, filename: str) -> list[Region]:
         function = _enclosing_function(spans, open_line)
         if function is None:
             raise MarkerError(filename, open_line, "a solution region must sit inside a function body")
-        if _enclosing_function(spans, number) != function:
+        code_lines = [n for n in range(open_line + 1, number) if lines[n - 1].strip() and not lines[n - 1].strip().startswith("#")]
+        if code_lines and _enclosing_function(spans, code_lines[-1]) != function:
             raise MarkerError(filename, number, f"the region opened on line {open_line} in {function} must close in the same function")
         todo = _todo_above(lines, open_line - 1, begin_indent, filename)
         regions.append(Region(open_line, number, begin_indent, todo["id"], todo["part"], todo["text"], function))

@@ -1,0 +1,68 @@
+"""What every dataset in :mod:`dlvc.datasets` shares.
+
+A dataset item is a pair ``(image, mask)``:
+
+- ``image``: float32 ``(3, H, W)``, ImageNet-normalised (see :mod:`dlvc.constants`);
+- ``mask``: int64 ``(H, W)``, class ids in ``[0, K)`` and ``IGNORE_INDEX`` (255)
+  where a pixel has no label.
+
+Paired transforms run before that conversion, on a ``tv_tensors.Image`` (uint8,
+``(3, H, W)``) and a ``tv_tensors.Mask`` (int64, ``(H, W)``), so that geometric
+transforms move image and mask together (see :mod:`dlvc.datasets.transforms`).
+"""
+
+from collections import namedtuple
+from collections.abc import Callable
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+
+SegClass = namedtuple("SegClass", ["name", "id", "color"])
+SegClass.__doc__ = "One class of a segmentation dataset: its name, its label id and an RGB colour for plots."
+
+PairedTransform = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[tv_tensors.Image, tv_tensors.Mask]]
+
+
+def to_model_input(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn a uint8 image and an integer mask into what models and losses take.
+
+    Args:
+        image: uint8 ``(3, H, W)``.
+        mask: integer ``(H, W)``.
+
+    Returns:
+        float32 ``(3, H, W)`` ImageNet-normalised image, int64 ``(H, W)`` mask, both
+        plain tensors.
+    """
+    if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+        raise TypeError(f"image: expected a uint8 tensor of shape (3, H, W), got {_describe(image)}")
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 2 or mask.is_floating_point():
+        raise TypeError(f"mask: expected an integer tensor of shape (H, W), got {_describe(mask)}")
+    if image.shape[1:] != mask.shape:
+        raise ValueError(f"mask: expected the image's size {tuple(image.shape[1:])}, got {tuple(mask.shape)}")
+    floats = TF.to_dtype(image.as_subclass(torch.Tensor), torch.float32, scale=True)
+    normalized = TF.normalize(floats, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return normalized, mask.as_subclass(torch.Tensor).to(torch.int64)
+
+
+def apply_paired(
+    transforms: PairedTransform | None, image: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wrap ``image`` (uint8 (3, H, W)) and ``mask`` ((H, W)) as tv_tensors, transform, convert.
+
+    The one path every dataset's ``__getitem__`` ends with.
+    """
+    image = tv_tensors.Image(image)
+    mask = tv_tensors.Mask(mask.to(torch.int64))
+    if transforms is not None:
+        image, mask = transforms(image, mask)
+    return to_model_input(image, mask)
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
