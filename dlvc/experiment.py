@@ -1,0 +1,184 @@
+"""The pieces a training script wires together, chosen by command-line flags.
+
+``train.py`` (and later scripts) only parse flags and call :func:`run`; everything
+they build comes from the plain dictionaries and small builders here, so a student
+can follow a flag from the command line to the object it makes.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from . import distributed
+from .checkpoint import seed_everything
+from .datasets.cityscapes import CityscapesCustom
+from .datasets.oxfordpets import OxfordPetsCustom
+from .datasets.synthetic import SyntheticCity, SyntheticPets
+from .datasets.transforms import eval_transforms, train_transforms
+from .datasets.voc import VOCSegmentation
+from .losses import LOSSES, build_loss
+from .metrics import SegMetrics
+from .models.fcn import fcn_resnet50
+from .models.segmenter import DeepSegmenter
+from .models.unet import UNet
+from .optim import OPTIMIZERS, SCHEDULER_INTERVALS, build_optimizer, build_scheduler, parameter_groups
+from .trainer import CHECKPOINT_NAME, ImgSemSegTrainer
+
+DEFAULT_IMAGE_SIZE = {"oxford": 64, "synthetic-pets": 64, "city": (64, 128), "synthetic-city": (64, 128), "voc": 128}
+"""Training resolution per dataset, (H, W) or one side of a square (``--image-size``)."""
+
+REAL_DATASETS = {"oxford": OxfordPetsCustom, "city": CityscapesCustom, "voc": VOCSegmentation}
+SYNTHETIC_DATASETS = {"synthetic-pets": SyntheticPets, "synthetic-city": SyntheticCity}
+DATASETS = (*REAL_DATASETS, *SYNTHETIC_DATASETS)
+MODELS = ("fcn", "unet")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, default_dataset: str, default_model: str) -> None:
+    """The flags every training script shares, with the course's reference settings as defaults."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS, default=default_dataset, help="dataset to train on (default: %(default)s)")
+    data.add_argument("--data-root", type=Path, default=Path("data"), help="folder holding the real datasets (default: %(default)s)")
+    data.add_argument("--download", action="store_true", help="download the dataset or pretrained weights when they are not on disk")
+    data.add_argument("--image-size", type=int, nargs="+", default=None, help="training size, H [W] (default: per dataset, 64 for the pets)")
+    data.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True, help="paired augmentations on the training split (default: on)")
+    data.add_argument("--train-samples", type=int, default=None, help="synthetic datasets: training samples (default: the dataset's)")
+    data.add_argument("--val-samples", type=int, default=None, help="synthetic datasets: validation samples (default: the dataset's)")
+    data.add_argument("--workers", type=int, default=4, help="DataLoader worker processes per training process (default: %(default)s)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", choices=MODELS, default=default_model, help="network (default: %(default)s)")
+    model.add_argument("--pretrained-backbone", action="store_true", help="FCN: start from ImageNet ResNet-50 weights in the torch hub cache")
+    model.add_argument("--unet-width", type=int, default=64, help="UNet: channels of the first stage (default: %(default)s)")
+    model.add_argument("--unet-depth", type=int, default=4, help="UNet: downsampling steps (default: %(default)s)")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=int, default=30, help="epochs in the whole run (default: %(default)s)")
+    optim.add_argument("--batch-size", type=int, default=64, help="batch size per process (default: %(default)s)")
+    optim.add_argument("--loss", choices=sorted(LOSSES), default="ce", help="loss function (default: %(default)s)")
+    optim.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw", help="optimizer; AdamW uses amsgrad (default: %(default)s)")
+    optim.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: %(default)s)")
+    optim.add_argument("--weight-decay", type=float, default=0.01, help="weight decay, not applied to biases and norms (default: %(default)s)")
+    optim.add_argument("--head-lr-multiplier", type=float, default=1.0, help="learning-rate factor for the head's parameters (default: %(default)s)")
+    optim.add_argument("--scheduler", choices=tuple(SCHEDULER_INTERVALS), default="exponential", help="learning-rate schedule (default: %(default)s)")
+    optim.add_argument("--gamma", type=float, default=0.98, help="exponential schedule: factor per epoch (default: %(default)s)")
+    optim.add_argument("--warmup-epochs", type=float, default=0.0, help="poly schedule: linear warm-up length (default: %(default)s)")
+    optim.add_argument("--clip-grad-norm", type=float, default=None, help="clip the gradient norm to this value (default: no clipping)")
+    optim.add_argument("--amp", nargs="?", const="auto", choices=("auto", "bf16", "fp16"), default=None,
+                       help="mixed precision; bare --amp picks bf16 where supported, else fp16 (default: off)")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when available (default: %(default)s)")
+    run.add_argument("--val-frequency", type=int, default=2, help="validate every N epochs and after the last (default: %(default)s)")
+    run.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<dataset>-<model>, or the --resume checkpoint's folder)")
+    run.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint.pt or a run folder holding one")
+    run.add_argument("--overwrite", action="store_true", help="start afresh in an --out folder that already holds a run")
+    run.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: %(default)s)")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars (default: on)")
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the defaults that depend on other flags and check the combinations."""
+    if args.resume is not None and args.resume.is_dir():
+        args.resume = args.resume / CHECKPOINT_NAME
+    if args.out is None:
+        args.out = args.resume.parent if args.resume is not None else Path("runs") / f"{args.dataset}-{args.model}"
+    if args.image_size is None:
+        args.image_size = DEFAULT_IMAGE_SIZE[args.dataset]
+    elif len(args.image_size) > 2:
+        raise SystemExit(f"--image-size: expected H or H W, got {args.image_size}")
+    else:
+        args.image_size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size)
+    if args.amp == "auto":
+        args.amp = "bf16" if args.device == "cpu" or not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "fp16"
+    return args
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def build_datasets(args: argparse.Namespace):
+    """The (train, val) datasets; augmentations on the training split when ``--augment``."""
+    train_transform = train_transforms(args.image_size) if args.augment else eval_transforms(args.image_size)
+    val_transform = eval_transforms(args.image_size)
+    if args.dataset in SYNTHETIC_DATASETS:
+        dataset = SYNTHETIC_DATASETS[args.dataset]
+        return tuple(
+            dataset(split, num_samples=samples, seed=args.seed, transforms=transform)
+            for split, samples, transform in (("train", args.train_samples, train_transform), ("val", args.val_samples, val_transform))
+        )
+    dataset = REAL_DATASETS[args.dataset]
+    return tuple(
+        dataset(args.data_root, split, transforms=transform, download=args.download)
+        for split, transform in (("train", train_transform), ("val", val_transform))
+    )
+
+
+def build_model(args: argparse.Namespace, num_classes: int) -> DeepSegmenter:
+    """The network named by ``--model``, wrapped in a DeepSegmenter."""
+    if args.model == "fcn":
+        return fcn_resnet50(num_classes, pretrained_backbone=args.pretrained_backbone, download=args.download)
+    if args.model == "unet":
+        return DeepSegmenter(UNet(num_classes, base_channels=args.unet_width, depth=args.unet_depth))
+    raise ValueError(f"model: expected one of {MODELS}, got {args.model!r}")
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Build everything the flags describe and train; returns the history."""
+    args = resolve(args)
+    device = select_device(args.device)
+    process = distributed.init_from_environment(device)
+    device = distributed.device_for(process, device)
+    try:
+        seed_everything(args.seed)
+        if process.is_main:
+            print("configuration:", json.dumps(vars(args), default=str, indent=2))
+        if args.resume is not None:
+            if not args.resume.is_file():
+                raise SystemExit(f"--resume: no checkpoint at {args.resume}")
+        train_data, val_data = build_datasets(args)
+        classes = train_data.classes_seg
+        model = build_model(args, len(classes)).to(device)
+        groups = parameter_groups(model, args.weight_decay, args.head_lr_multiplier)
+        optimizer = build_optimizer(args.optimizer, groups, args.lr)
+        steps_per_epoch = max(1, len(train_data) // (args.batch_size * process.world_size))
+        scheduler = build_scheduler(args.scheduler, optimizer, args.epochs, steps_per_epoch, gamma=args.gamma, warmup_epochs=args.warmup_epochs)
+        trainer = ImgSemSegTrainer(
+            model,
+            optimizer,
+            build_loss(args.loss),
+            scheduler,
+            SegMetrics(classes),
+            SegMetrics(classes),
+            train_data,
+            val_data,
+            device,
+            args.epochs,
+            args.out,
+            batch_size=args.batch_size,
+            val_frequency=args.val_frequency,
+            scheduler_interval=SCHEDULER_INTERVALS[args.scheduler],
+            amp=args.amp,
+            clip_grad_norm=args.clip_grad_norm,
+            num_workers=args.workers,
+            seed=args.seed,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            config=vars(args),
+            progress=args.progress,
+        )
+        history = trainer.train()
+        if process.is_main:
+            best = max((row["val_miou"] for row in history if row["val_miou"] is not None), default=None)
+            print(f"best val mIoU {best:.4f}; run folder: {os.fspath(args.out)}" if best is not None else f"run folder: {os.fspath(args.out)}")
+        return history
+    finally:
+        distributed.shutdown()

@@ -1,0 +1,98 @@
+"""DeepSegmenter: one wrapper that gives every segmentation network the same interface.
+
+The trainer, ``viz_pets.py`` and the fine-tuning scripts talk to a ``DeepSegmenter``:
+
+- ``forward(images)`` returns the logits tensor ``(B, K, H, W)``, whether the wrapped
+  network returns a tensor (dlvc's models) or torchvision's ``{"out": logits}`` dict;
+- ``save(folder, suffix)`` writes the weights to ``folder/model_<suffix>.pt``;
+- ``load(path, only=("encoder",))`` loads all weights, or only those of the named
+  parts, into a network whose other parts may differ (a new head with another
+  number of classes, say): the transfer-learning step.
+
+The part names are the wrapped network's top-level submodules. ``"encoder"`` also
+finds torchvision's ``backbone``, so the same call works for every model.
+"""
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+PART_ALIASES = {"encoder": ("encoder", "backbone")}
+
+
+class DeepSegmenter(nn.Module):
+    """Wraps ``net`` so that it returns a logits tensor and saves and loads its weights.
+
+    Args:
+        net: a network mapping ``(B, 3, H, W)`` images to ``(B, K, H, W)`` logits or to
+            a dict holding them under ``"out"``.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images -> (B, K, H, W) logits."""
+        output = self.net(images)
+        if isinstance(output, dict):
+            output = output["out"]
+        return output
+
+    def save(self, folder: str | os.PathLike, suffix: str | None = None) -> Path:
+        """Write the network's weights to ``folder/model.pt`` or ``folder/model_<suffix>.pt``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (f"model_{suffix}.pt" if suffix else "model.pt")
+        torch.save(self.net.state_dict(), path)
+        return path
+
+    def load(self, path: str | os.PathLike, only: tuple[str, ...] | None = None) -> list[str]:
+        """Load weights saved by :meth:`save` (or a training checkpoint).
+
+        Args:
+            path: a file written by :meth:`save`, or a trainer checkpoint holding them
+                under ``"model"``.
+            only: names of the top-level parts to load (``("encoder",)`` for transfer
+                learning); None loads everything and requires an exact match.
+
+        Returns:
+            The names of the loaded parameters and buffers.
+        """
+        prefixes = None if only is None else self._prefixes(only)
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"path: no weights file at {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+        if prefixes is None:
+            self.net.load_state_dict(state)
+            return list(state)
+        selected = {key: value for key, value in state.items() if key.split(".")[0] in prefixes}
+        if not selected:
+            raise ValueError(f"only={only}: {path} holds no weights under {sorted(prefixes)}; its parts are {sorted({k.split('.')[0] for k in state})}")
+        own = self.net.state_dict()
+        for key, value in selected.items():
+            if key not in own:
+                raise ValueError(f"{path}: {key} does not exist in this {type(self.net).__name__}")
+            if own[key].shape != value.shape:
+                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, this model expects {tuple(own[key].shape)}")
+        self.net.load_state_dict(selected, strict=False)
+        return list(selected)
+
+    def _prefixes(self, only: tuple[str, ...]) -> set[str]:
+        if isinstance(only, str):
+            raise TypeError(f"only: expected a tuple of part names such as ('encoder',), got the string {only!r}")
+        children = {name for name, _ in self.net.named_children()}
+        prefixes = set()
+        for part in only:
+            found = [name for name in PART_ALIASES.get(part, (part,)) if name in children]
+            if not found:
+                raise ValueError(f"only: {type(self.net).__name__} has no part {part!r}; its parts are {sorted(children)}")
+            prefixes.update(found)
+        return prefixes

@@ -1,0 +1,231 @@
+"""ImgSemSegTrainer: training, validation schedule, run folder, checkpoints and exact resume."""
+
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from dlvc import checkpoint
+from dlvc.constants import IGNORE_INDEX
+from dlvc.datasets.common import SegClass
+from dlvc.metrics import SegMetrics
+from dlvc.models.segmenter import DeepSegmenter
+from dlvc.trainer import CHECKPOINT_NAME, ImgSemSegTrainer
+
+CLASSES = (SegClass("dark", 0, (0, 0, 0)), SegClass("bright", 1, (255, 255, 0)))
+
+
+class BrightSquares(Dataset):
+    """16x16 noise images with a brighter square; the square is class 1.
+
+    With ``flip=True`` each item is flipped at random with torch's global generator,
+    like an augmentation, so that resuming must restore the random state.
+    """
+
+    classes_seg = CLASSES
+
+    def __init__(self, count: int, seed: int, flip: bool = False):
+        generator = torch.Generator().manual_seed(seed)
+        self.images = torch.randn(count, 3, 16, 16, generator=generator) * 0.5
+        self.masks = torch.zeros(count, 16, 16, dtype=torch.int64)
+        for index in range(count):
+            top, left = torch.randint(0, 9, (2,), generator=generator).tolist()
+            self.masks[index, top : top + 7, left : left + 7] = 1
+        self.images += 1.5 * self.masks[:, None]
+        self.masks[:, 0, :] = IGNORE_INDEX
+        self.flip = flip
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        image, mask = self.images[index], self.masks[index]
+        if self.flip and torch.rand(()) < 0.5:
+            image, mask = image.flip(-1), mask.flip(-1)
+        return image, mask
+
+
+class TinyNet(nn.Module):
+    """A two-layer convolutional network with dropout, so that training draws random numbers."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout2d(0.1))
+        self.classifier = nn.Conv2d(8, 2, 1)
+
+    def forward(self, images):
+        return self.classifier(self.encoder(images))
+
+
+def make_trainer(folder, num_epochs=3, val_frequency=1, seed=0, scheduler="exponential", loss_fn=None, **options):
+    torch.manual_seed(seed)
+    model = DeepSegmenter(TinyNet())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, amsgrad=True)
+    if scheduler == "onecycle":
+        lr_scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, epochs=num_epochs, steps_per_epoch=4)
+        options["scheduler_interval"] = "step"
+    else:
+        lr_scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
+    return ImgSemSegTrainer(
+        model,
+        optimizer,
+        loss_fn or nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX),
+        lr_scheduler,
+        SegMetrics(CLASSES),
+        SegMetrics(CLASSES),
+        BrightSquares(32, seed=1, flip=True),
+        BrightSquares(12, seed=2),
+        torch.device("cpu"),
+        num_epochs,
+        folder,
+        batch_size=8,
+        val_frequency=val_frequency,
+        seed=seed,
+        progress=False,
+        **options,
+    )
+
+
+def test_training_learns_the_easy_task(tmp_path):
+    history = make_trainer(tmp_path, num_epochs=4).train()
+    assert history[-1]["val_miou"] > 0.8, f"val mIoU after 4 epochs: {[row['val_miou'] for row in history]}"
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_run_folder_holds_logs_plots_and_checkpoints(tmp_path):
+    make_trainer(tmp_path, num_epochs=2).train()
+    for name in ("metrics.csv", "curves.png", "predictions.png", "config.json", CHECKPOINT_NAME, "model_best.pt", "model_last.pt"):
+        assert (tmp_path / name).is_file(), f"the run folder lacks {name}"
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard events"
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert 0 <= float(rows[-1]["val_miou"]) <= 1
+
+
+def test_validates_every_val_frequency_epochs_and_after_the_last(tmp_path):
+    history = make_trainer(tmp_path, num_epochs=5, val_frequency=2).train()
+    validated = [row["epoch"] for row in history if row["val_miou"] is not None]
+    assert validated == [2, 4, 5]
+
+
+def test_best_model_is_the_one_with_the_highest_val_miou(tmp_path):
+    trainer = make_trainer(tmp_path, num_epochs=4)
+    history = trainer.train()
+    best = max(row["val_miou"] for row in history)
+    assert trainer.best_miou == best
+    model = DeepSegmenter(TinyNet())
+    model.load(tmp_path / "model_best.pt")
+    metric = SegMetrics(CLASSES)
+    model.eval()
+    with torch.inference_mode():
+        for image, mask in BrightSquares(12, seed=2):
+            metric.update(model(image[None]), mask[None])
+    assert metric.mIoU() == pytest.approx(best, abs=1e-6), "model_best.pt does not reproduce the best val mIoU"
+
+
+def test_last_model_holds_the_final_weights(tmp_path):
+    trainer = make_trainer(tmp_path, num_epochs=2)
+    trainer.train()
+    saved = torch.load(tmp_path / "model_last.pt", weights_only=True)
+    for key, value in trainer.segmenter.net.state_dict().items():
+        assert torch.equal(saved[key], value), key
+
+
+class StopAfterEpoch(Exception):
+    pass
+
+
+@pytest.mark.parametrize("scheduler", ["exponential", "onecycle"])
+def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, scheduler):
+    uninterrupted = make_trainer(tmp_path / "full", num_epochs=4, val_frequency=2, scheduler=scheduler)
+    full_history = uninterrupted.train()
+
+    killed = make_trainer(tmp_path / "killed", num_epochs=4, val_frequency=2, scheduler=scheduler)
+    save = killed._save_checkpoint
+
+    def save_then_die(epochs_done):
+        save(epochs_done)
+        if epochs_done == 2:
+            raise StopAfterEpoch
+
+    killed._save_checkpoint = save_then_die
+    with pytest.raises(StopAfterEpoch):
+        killed.train()
+    torch.manual_seed(12345)  # a new process starts from another random state
+    resumed = make_trainer(tmp_path / "killed", num_epochs=4, val_frequency=2, scheduler=scheduler, resume=tmp_path / "killed" / CHECKPOINT_NAME)
+    assert resumed.start_epoch == 2
+    resumed_history = resumed.train()
+
+    for key, value in uninterrupted.segmenter.state_dict().items():
+        assert torch.equal(resumed.segmenter.state_dict()[key], value), f"{key} differs after resuming"
+    strip = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]  # noqa: E731
+    assert strip(resumed_history) == strip(full_history)
+
+
+def test_starting_over_an_existing_run_needs_overwrite(tmp_path):
+    make_trainer(tmp_path, num_epochs=1).train()
+    with pytest.raises(FileExistsError, match="--resume"):
+        make_trainer(tmp_path, num_epochs=1)
+    make_trainer(tmp_path, num_epochs=1, overwrite=True).train()
+
+
+def test_non_finite_loss_stops_with_epoch_and_step(tmp_path):
+    calls = []
+
+    def loss_fn(logits, target):
+        calls.append(1)
+        loss = nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        return loss * math.nan if len(calls) == 3 else loss
+
+    with pytest.raises(FloatingPointError, match="epoch 1, step 3"):
+        make_trainer(tmp_path, num_epochs=1, loss_fn=loss_fn).train()
+
+
+def test_validation_runs_in_inference_mode_without_a_graph(tmp_path):
+    seen = []
+
+    def loss_fn(logits, target):
+        if not torch.is_grad_enabled():
+            seen.append((torch.is_inference_mode_enabled(), logits.requires_grad))
+        return nn.functional.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+
+    make_trainer(tmp_path, num_epochs=1, loss_fn=loss_fn).train()
+    assert seen, "the loss was never computed without gradients: does validation run?"
+    assert all(inference and not graph for inference, graph in seen)
+
+
+def test_gradient_clipping_bounds_the_step(tmp_path):
+    trainer = make_trainer(tmp_path, num_epochs=1, clip_grad_norm=1e-3)
+    trainer.optimizer = torch.optim.SGD(trainer.segmenter.parameters(), lr=1.0)
+    trainer.lr_scheduler = torch.optim.lr_scheduler.ExponentialLR(trainer.optimizer, gamma=1.0)
+    before = torch.cat([p.detach().flatten().clone() for p in trainer.segmenter.parameters()])
+    images, targets = next(iter(trainer.train_loader))
+    loss = trainer.loss_fn(trainer.model(images), targets)
+    trainer._optimization_step(loss, epoch=0, step=0)
+    after = torch.cat([p.detach().flatten() for p in trainer.segmenter.parameters()])
+    assert torch.linalg.vector_norm(after - before) <= 1e-3 * (1 + 1e-4)
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path):
+    history = make_trainer(tmp_path, num_epochs=1, amp="bf16").train()
+    assert math.isfinite(history[0]["train_loss"])
+
+
+def test_fp16_without_cuda_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="amp"):
+        make_trainer(tmp_path, amp="fp16")
+
+
+@pytest.mark.parametrize("name, value", [("num_epochs", 0), ("val_frequency", 0)])
+def test_bad_settings_name_the_argument(tmp_path, name, value):
+    with pytest.raises(ValueError, match=name):
+        make_trainer(tmp_path, **{name: value})
+
+
+def test_resume_warns_about_changed_settings(tmp_path):
+    make_trainer(tmp_path, num_epochs=1, config={"lr": 0.05}).train()
+    with pytest.warns(UserWarning, match="'lr'"):
+        make_trainer(tmp_path, num_epochs=2, config={"lr": 0.01}, resume=tmp_path / CHECKPOINT_NAME)

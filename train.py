@@ -1,0 +1,28 @@
+"""Train a segmentation model: FCN-ResNet50 on the Oxford-IIIT pets by default.
+
+    python train.py                                       # the course's reference run
+    python train.py --dataset synthetic-pets --model unet # offline, on the embedded data
+    python train.py --resume runs/oxford-fcn              # continue a run
+    torchrun --nproc_per_node=2 train.py ...              # several processes / GPUs
+
+Every flag has a default (``python train.py --help``); the resolved configuration is
+printed at start and saved in the run folder and in every checkpoint.
+"""
+
+import argparse
+
+from dlvc.experiment import add_training_arguments, run
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_arguments(parser, default_dataset="oxford", default_model="fcn")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    run(args)
+
+
+if __name__ == "__main__":
+    main(parse_args())
