@@ -175,3 +175,10 @@ def test_region_spanning_two_functions_is_rejected():
         """
     )
     assert "same function" in str(error)
+
+
+def test_only_stubs_the_named_todos_and_keeps_the_other_solutions():
+    source = GOOD + "\n\n" + GOOD.replace("double", "triple").replace("TODO 7", "TODO 8").replace("2 * x", "3 * x")
+    stub = make_stub(source, "dlvc/example.py", only={"8"})
+    assert "result = 2 * x" in stub and "result = 3 * x" not in stub
+    assert "TODO 8 (" in stub and "raise NotImplementedError" in stub

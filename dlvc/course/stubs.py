@@ -148,12 +148,14 @@ def stub_message(region: Region, relpath: str) -> str:
     return f"TODO {region.todo_id} ({region.part}) in {relpath}, {region.function}: {region.text}"
 
 
-def make_stub(source: str, relpath: str) -> str:
+def make_stub(source: str, relpath: str, only: set[str] | None = None) -> str:
     """The student stub of one solution file.
 
     Args:
         source: the solution file's text.
         relpath: its path in the package, as students see it (``dlvc/metrics.py``).
+        only: stub just the regions with these TODO ids and keep the others' solution
+            (to check that the tests catch each stub on its own); None stubs all.
     """
     regions = find_regions(source, relpath)
     if not regions:
@@ -162,6 +164,8 @@ def make_stub(source: str, relpath: str) -> str:
     out = []
     previous_end = 0
     for region in regions:
+        if only is not None and region.todo_id not in only:
+            continue
         out.extend(lines[previous_end : region.begin - 1])
         out.append(f"{region.indent}raise NotImplementedError(\n")
         out.append(f"{region.indent}    {stub_message(region, relpath)!r}\n")

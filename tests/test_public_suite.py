@@ -1,0 +1,58 @@
+"""The public tests shipped to students catch every stub: each TODO left undone fails a test naming it.
+
+For each TODO, a student-like checkout is built in a temporary folder: ``dlvc/`` with
+every stubbed module replaced by its reference source (solution files are valid
+Python) except for that one TODO's region, which is stubbed, and no ``solutions/``.
+The public tests that import the module must then fail with the TODO's
+NotImplementedError. The public tests pass on the reference build in the main run.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlvc.course.stubs import find_regions, make_stub, solution_files
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = REPOSITORY_ROOT / "solutions"
+
+
+def todos() -> list[tuple[str, Path]]:
+    """(TODO id, solution file relative to solutions/) of every region."""
+    if not SOLUTIONS.is_dir():
+        return []
+    return [
+        (region.todo_id, relative)
+        for relative in solution_files(REPOSITORY_ROOT)
+        for region in find_regions((SOLUTIONS / relative).read_text(), str(relative))
+    ]
+
+
+def build_with_one_stub(folder: Path, todo_id: str, relative: Path) -> None:
+    shutil.copytree(REPOSITORY_ROOT / "dlvc", folder / "dlvc", ignore=shutil.ignore_patterns("__pycache__"))
+    for other in solution_files(REPOSITORY_ROOT):
+        source = (SOLUTIONS / other).read_text()
+        (folder / "dlvc" / other).write_text(make_stub(source, f"dlvc/{other.as_posix()}", only={todo_id}) if other == relative else source)
+
+
+def public_tests_importing(relative: Path) -> list[str]:
+    module = "dlvc." + ".".join(relative.with_suffix("").parts)
+    files = sorted(str(path.relative_to(REPOSITORY_ROOT)) for path in (REPOSITORY_ROOT / "tests" / "public").glob("test_*.py") if module in path.read_text())
+    assert files, f"no public test imports {module}"
+    return files
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SOLUTIONS.is_dir(), reason="no solutions/ folder: a student's checkout")
+@pytest.mark.parametrize("todo_id, relative", todos(), ids=[f"TODO {todo_id}" for todo_id, _ in todos()])
+def test_public_tests_catch_the_stub(tmp_path, todo_id, relative):
+    build_with_one_stub(tmp_path, todo_id, relative)
+    command = [sys.executable, "-m", "pytest", *public_tests_importing(relative), "--impl", str(tmp_path), "-x", "-q", "-p", "no:cacheprovider", "--tb=line"]
+    result = subprocess.run(command, cwd=REPOSITORY_ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    reported = set(re.findall(r"NotImplementedError: TODO (\S+) \(", result.stdout))
+    assert result.returncode == 1 and reported == {todo_id}, f"with only TODO {todo_id} stubbed, the public tests said:\n{result.stdout[-3000:]}"
