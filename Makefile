@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) train.py --dataset synthetic-pets --model unet --epochs 24 --batch-size 32 \
-		--val-frequency 2 --device cpu --out runs/demo
+	$(PY) train.py --dataset synthetic-pets --model unet --unet-width 16 --unet-depth 3 \
+		--no-augment --epochs 8 --batch-size 16 --lr 2e-3 --weight-decay 1e-4 \
+		--val-frequency 2 --workers 0 --device cpu --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -31,9 +31,13 @@ DEFAULT_IMAGE_SIZE = {"oxford": 64, "synthetic-pets": 64, "city": (64, 128), "sy
 """Training resolution per dataset, (H, W) or one side of a square (``--image-size``)."""
 
 REAL_DATASETS = {"oxford": OxfordPetsCustom, "city": CityscapesCustom, "voc": VOCSegmentation}
+REAL_DATASET_FOLDERS = {"oxford": ".", "city": "cityscapes", "voc": "."}
+"""Each real dataset's root under ``--data-root``: data/oxford-iiit-pet, data/cityscapes, data/VOCdevkit."""
 SYNTHETIC_DATASETS = {"synthetic-pets": SyntheticPets, "synthetic-city": SyntheticCity}
 DATASETS = (*REAL_DATASETS, *SYNTHETIC_DATASETS)
 MODELS = ("fcn", "unet")
+SYNTHETIC_DATA_SEED = 0
+"""The synthetic datasets are the same in every run; ``--seed`` varies initialisation and shuffling only."""
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, default_dataset: str, default_model: str) -> None:
@@ -112,12 +116,12 @@ def build_datasets(args: argparse.Namespace):
     if args.dataset in SYNTHETIC_DATASETS:
         dataset = SYNTHETIC_DATASETS[args.dataset]
         return tuple(
-            dataset(split, num_samples=samples, seed=args.seed, transforms=transform)
+            dataset(split, num_samples=samples, seed=SYNTHETIC_DATA_SEED, transforms=transform)
             for split, samples, transform in (("train", args.train_samples, train_transform), ("val", args.val_samples, val_transform))
         )
-    dataset = REAL_DATASETS[args.dataset]
+    dataset, root = REAL_DATASETS[args.dataset], args.data_root / REAL_DATASET_FOLDERS[args.dataset]
     return tuple(
-        dataset(args.data_root, split, transforms=transform, download=args.download)
+        dataset(root, split, transforms=transform, download=args.download)
         for split, transform in (("train", train_transform), ("val", val_transform))
     )
 

@@ -314,7 +314,8 @@ class ImgSemSegTrainer:
             self.train_loader.sampler.set_epoch(epoch)
 
     def _progress(self, loader: DataLoader, description: str):
-        return tqdm(loader, desc=description, leave=False, disable=not self.progress, dynamic_ncols=True)
+        # disable=None: bars on a terminal only, so that logs of batch jobs stay readable
+        return tqdm(loader, desc=description, leave=False, disable=None if self.progress else True, dynamic_ncols=True)
 
     def _mean_loss(self, loss_sum: torch.Tensor, samples: int) -> float:
         totals = distributed.sum_across_processes(torch.stack([loss_sum.float(), torch.tensor(float(samples), device=self.device)]))

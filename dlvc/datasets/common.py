@@ -13,8 +13,11 @@ transforms move image and mask together (see :mod:`dlvc.datasets.transforms`).
 
 from collections import namedtuple
 from collections.abc import Callable
+from contextlib import contextmanager
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
@@ -66,3 +69,44 @@ def _describe(value) -> str:
     if isinstance(value, torch.Tensor):
         return f"{value.dtype} tensor of shape {tuple(value.shape)}"
     return type(value).__name__
+
+
+def read_image(path) -> torch.Tensor:
+    """Read an image file as uint8 ``(3, H, W)`` RGB; an unreadable file raises an error naming it."""
+    with _naming_file(path):
+        with Image.open(path) as file:
+            pixels = np.array(file.convert("RGB"))
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
+
+
+def read_label_map(path) -> torch.Tensor:
+    """Read a label PNG as int64 ``(H, W)``: the stored values, palette indices for palette PNGs."""
+    with _naming_file(path):
+        with Image.open(path) as file:
+            if file.mode not in ("L", "P"):
+                raise ValueError(f"expected a single-channel (mode L or P) label image, got mode {file.mode}")
+            labels = np.array(file)
+    return torch.from_numpy(labels).to(torch.int64)
+
+
+def missing_dataset_error(name: str, root, layout: str, download: str) -> FileNotFoundError:
+    """The error a dataset raises when ``root`` does not hold its files.
+
+    Args:
+        name: the dataset's name.
+        root: the folder that was given.
+        layout: a few lines showing the expected folders and file names under ``root``.
+        download: where and how to get the files.
+    """
+    return FileNotFoundError(
+        f"{name} not found under root={str(root)!r}. Expected this layout:\n{layout}\n{download}"
+    )
+
+
+@contextmanager
+def _naming_file(path):
+    """Re-raise any failure to read ``path`` as an OSError whose message names the file."""
+    try:
+        yield
+    except (OSError, ValueError, SyntaxError) as error:
+        raise OSError(f"cannot read {path}: {error}") from error

@@ -1,0 +1,312 @@
+"""Segmentation metrics: a confusion-matrix mIoU for whole evaluations, and per-image IoU and recall.
+
+:class:`SegMetrics` accumulates one confusion matrix over an evaluation (every batch
+of a validation set, on every process of a distributed run) and reads the
+intersection over union (IoU) of each class from it: the pixels of class c that are
+predicted as c, divided by the pixels that are class c in the target or in the
+prediction. The mean IoU (mIoU) is the standard score of Cityscapes and PASCAL VOC.
+It was checked against torchmetrics' ``MulticlassJaccardIndex(average="macro")``.
+
+:func:`per_image_iou` and :func:`per_image_recall` score each image on its own and
+then average over the batch, as in the PSPNet notebook.
+
+Rules shared by everything here:
+
+- Pixels whose target is the ignore label (``IGNORE_INDEX``, 255) count for nothing:
+  neither what the target says nor what the model predicts there.
+- A class absent from both target and prediction has no IoU (NaN) and is left out of
+  every mean; a class that is predicted but absent from the target has IoU 0.
+
+Shapes: B batch, C classes, H and W the height and width of a label map.
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+from .constants import IGNORE_INDEX
+
+AVERAGES = ("micro", "macro")
+REDUCTIONS = ("mean", "sum", "none")
+
+
+class SegMetrics:
+    """Mean intersection over union from a confusion matrix accumulated over many batches.
+
+    Typical use: ``reset()`` before an evaluation, ``update(prediction, target)`` for each
+    batch, ``all_reduce()`` in a distributed run, then ``mIoU()`` or ``str(metrics)``.
+
+    Args:
+        classes: one description per class, in label order; its length is C. Items with a
+            ``.name`` (such as the datasets' ``SegClass``) are shown by name in ``str()``.
+        ignore_index: the target label of pixels to skip; at least C, so that it is no class label.
+
+    Attributes:
+        confusion_matrix: int64 (C, C); entry [t, p] counts the pixels whose target is
+            class t and whose prediction is class p (rows: target, columns: prediction).
+    """
+
+    def __init__(self, classes: Sequence, ignore_index: int = IGNORE_INDEX):
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+            raise TypeError(f"classes: expected a sequence of class descriptions, got {type(classes).__name__}")
+        if len(classes) == 0:
+            raise ValueError("classes: expected at least one class, got an empty sequence")
+        _check_ignore_index(ignore_index, len(classes))
+        self.classes = list(classes)
+        self.num_classes = len(self.classes)
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything seen so far: a zero int64 (C, C) confusion matrix."""
+        # TODO 2 (Assignment 1, part 1): start a new evaluation.
+        # Set `self.confusion_matrix` to an int64 tensor of zeros of shape
+        # (self.num_classes, self.num_classes). About 1 line.
+        raise NotImplementedError(
+            'TODO 2 (Assignment 1, part 1) in dlvc/metrics.py, SegMetrics.reset: start a new evaluation.'
+        )
+
+    @torch.no_grad()
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        """Add one batch to the confusion matrix.
+
+        Args:
+            prediction: float logits (B, C, H, W), reduced to labels by an argmax over C,
+                or integer labels (B, H, W) in [0, C).
+            target: integer labels (B, H, W) or (B, 1, H, W) in [0, C), or the ignore
+                label for pixels to skip.
+
+        The matrix moves to the inputs' device; no gradients are recorded.
+        """
+        _check_inputs(prediction, target, self.num_classes, self.ignore_index)
+        self.confusion_matrix = self.confusion_matrix.to(target.device)
+        num_classes = self.num_classes
+        # TODO 3 (Assignment 1, part 1): add the batch to the confusion matrix.
+        # Turn `prediction` into labels (argmax over the class dimension when it holds
+        # logits) and `target` into the same (B, H, W) shape. Count each (target,
+        # prediction) pair with one torch.bincount of `target * num_classes + prediction`
+        # and add the first num_classes * num_classes counts, as a (num_classes,
+        # num_classes) table, to `self.confusion_matrix`: the pairs of ignored pixels
+        # (target `self.ignore_index`, at least num_classes) all fall past them.
+        # No Python loop over pixels or classes. About 7 lines.
+        raise NotImplementedError(
+            'TODO 3 (Assignment 1, part 1) in dlvc/metrics.py, SegMetrics.update: add the batch to the confusion matrix.'
+        )
+
+    def all_reduce(self) -> None:
+        """Sum the confusion matrix over all processes of a distributed run, in place.
+
+        Does nothing unless ``torch.distributed`` is available and initialised. Every
+        process must call it (it waits for the others); afterwards each holds the total.
+        The matrix must sit on a device that the process group's backend handles (the CPU
+        for gloo, the GPU for nccl).
+        """
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.confusion_matrix, op=dist.ReduceOp.SUM)
+
+    def iou(self) -> torch.Tensor:
+        """Per-class IoU, float64 (C,): NaN for a class absent from both target and prediction."""
+        matrix = self.confusion_matrix.to(torch.float64)
+        intersection = matrix.diagonal()
+        union = matrix.sum(dim=0) + matrix.sum(dim=1) - intersection
+        return intersection / union
+
+    def mIoU(self) -> float:
+        """Mean IoU over the classes present in the target or the prediction of the evaluation.
+
+        Classes absent from both (NaN in :meth:`iou`) are left out of the mean; 0.0
+        before any labelled pixel was seen.
+        """
+        # TODO 4 (Assignment 1, part 1): the mean IoU.
+        # Set `miou` (a Python float) to the mean of `self.iou()` over the classes whose
+        # IoU is not NaN, or to 0.0 when every class is NaN. About 3 lines.
+        raise NotImplementedError(
+            'TODO 4 (Assignment 1, part 1) in dlvc/metrics.py, SegMetrics.mIoU: the mean IoU.'
+        )
+        return miou
+
+    def pixel_accuracy(self) -> float:
+        """Share of labelled pixels predicted correctly; 0.0 before any labelled pixel was seen."""
+        total = self.confusion_matrix.sum().item()
+        return self.confusion_matrix.diagonal().sum().item() / total if total else 0.0
+
+    def __str__(self) -> str:
+        """mIoU and pixel accuracy on one line, then one line per class: its name and IoU."""
+        pixels = self.confusion_matrix.sum().item()
+        lines = [f"mIoU {100 * self.mIoU():.2f} %, pixel accuracy {100 * self.pixel_accuracy():.2f} % ({pixels} labelled pixels)"]
+        names = [str(getattr(item, "name", item)) for item in self.classes]
+        width = max(len(name) for name in names)
+        for name, value in zip(names, self.iou().tolist()):
+            shown = f"{'absent':>8}" if math.isnan(value) else f"{100 * value:6.2f} %"
+            lines.append(f"  {name:<{width}}  {shown}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"SegMetrics(num_classes={self.num_classes}, ignore_index={self.ignore_index}, mIoU={self.mIoU():.4f})"
+
+
+def per_image_iou(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    average: str = "macro",
+    reduce: str = "mean",
+    ignore_index: int = IGNORE_INDEX,
+) -> float | torch.Tensor:
+    """IoU of each image on its own, averaged over its classes, then reduced over the batch.
+
+    Per image, "micro" pools the classes: the sum of their intersections divided by the
+    sum of their unions. "macro" is the mean IoU of the classes present in that image's
+    target (a class that is only predicted lowers the IoU of the classes it overlaps but
+    is not averaged itself). Ignored pixels count for nothing. An image without labelled
+    pixels scores NaN.
+
+    Args:
+        prediction: float logits (B, C, H, W) or integer labels (B, H, W).
+        target: integer labels (B, H, W) or (B, 1, H, W); ``ignore_index`` where unlabelled.
+        num_classes: C.
+        average: "micro" or "macro".
+        reduce: "mean" or "sum" over the images with labelled pixels (a float; 0.0 when no
+            image has any), or "none" for the (B,) float64 tensor of per-image scores.
+        ignore_index: the target label of pixels to skip, at least C.
+    """
+    intersection, predicted, labelled = _per_image_counts(prediction, target, num_classes, ignore_index, average, reduce)
+    union = predicted + labelled - intersection
+    return _average_and_reduce(intersection, union, labelled > 0, average, reduce)
+
+
+def per_image_recall(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    average: str = "macro",
+    reduce: str = "mean",
+    ignore_index: int = IGNORE_INDEX,
+) -> float | torch.Tensor:
+    """Recall of each image on its own, averaged over its classes, then reduced over the batch.
+
+    Per image, "micro" is the share of labelled pixels predicted correctly; "macro" is the
+    mean recall of the classes present in that image's target (the share of each class's
+    pixels predicted as that class). Arguments, ignored pixels and empty images as in
+    :func:`per_image_iou`.
+    """
+    intersection, _, labelled = _per_image_counts(prediction, target, num_classes, ignore_index, average, reduce)
+    return _average_and_reduce(intersection, labelled, labelled > 0, average, reduce)
+
+
+def _per_image_counts(prediction, target, num_classes, ignore_index, average, reduce):
+    """Check the arguments and count, per image and class, over the labelled pixels.
+
+    Returns three int64 (B, C) tensors: pixels predicted correctly (the intersection),
+    pixels predicted as the class, pixels labelled as the class.
+    """
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool):
+        raise TypeError(f"num_classes: expected an int, got {type(num_classes).__name__}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes: expected at least 1, got {num_classes}")
+    _check_ignore_index(ignore_index, num_classes)
+    if average not in AVERAGES:
+        raise ValueError(f"average: expected one of {AVERAGES}, got {average!r}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce: expected one of {REDUCTIONS}, got {reduce!r}")
+    _check_inputs(prediction, target, num_classes, ignore_index)
+    if prediction.is_floating_point():
+        prediction = prediction.argmax(dim=1)  # (B, C, H, W) -> (B, H, W)
+    target = target.reshape(prediction.shape)  # (B, 1, H, W) or (B, H, W) -> (B, H, W)
+    is_labelled = target != ignore_index
+    intersection, predicted, labelled = [], [], []
+    for label in range(num_classes):
+        is_predicted = (prediction == label) & is_labelled
+        is_target = target == label
+        intersection.append((is_predicted & is_target).sum(dim=(1, 2)))
+        predicted.append(is_predicted.sum(dim=(1, 2)))
+        labelled.append(is_target.sum(dim=(1, 2)))
+    return torch.stack(intersection, dim=1), torch.stack(predicted, dim=1), torch.stack(labelled, dim=1)
+
+
+def _average_and_reduce(numerator, denominator, present, average, reduce):
+    """Per-image micro or macro average of numerator / denominator, (B, C) each, reduced over B.
+
+    Macro averages over the classes marked in ``present`` (B, C); micro divides the sums.
+    """
+    numerator, denominator = numerator.to(torch.float64), denominator.to(torch.float64)
+    if average == "micro":
+        scores = numerator.sum(dim=1) / denominator.sum(dim=1)
+    else:
+        ratios = torch.where(present, numerator / denominator, 0.0)
+        scores = ratios.sum(dim=1) / present.sum(dim=1)
+    if reduce == "none":
+        return scores
+    scored = scores[~torch.isnan(scores)]
+    if scored.numel() == 0:
+        return 0.0
+    return (scored.mean() if reduce == "mean" else scored.sum()).item()
+
+
+def _check_inputs(prediction, target, num_classes: int, ignore_index: int) -> None:
+    """Raise TypeError or ValueError, naming the argument, unless the inputs fit the metrics.
+
+    Accepted: ``prediction`` float logits (B, C, H, W) or integer labels (B, H, W) in
+    [0, C); ``target`` integer labels (B, H, W) or (B, 1, H, W) in [0, C) or ``ignore_index``.
+    """
+    if not isinstance(prediction, torch.Tensor) or prediction.dtype == torch.bool or prediction.is_complex():
+        raise TypeError(f"prediction: expected a float tensor of logits or an integer tensor of labels, got {_describe(prediction)}")
+    if not isinstance(target, torch.Tensor) or target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
+        raise TypeError(f"target: expected an integer tensor of labels, got {_describe(target)}")
+    if target.device != prediction.device:
+        raise ValueError(f"target: expected a tensor on the prediction's device {prediction.device}, got one on {target.device}")
+    if prediction.is_floating_point():
+        if prediction.ndim != 4 or prediction.shape[1] != num_classes:
+            raise ValueError(f"prediction: expected logits of shape (B, {num_classes}, H, W), got shape {tuple(prediction.shape)}")
+        labels_shape = prediction.shape[:1] + prediction.shape[2:]
+    else:
+        if prediction.ndim != 3:
+            raise ValueError(f"prediction: expected labels of shape (B, H, W), got shape {tuple(prediction.shape)}")
+        labels_shape = prediction.shape
+        _check_label_range(prediction, "prediction", num_classes, ignore_index=None)
+    if target.ndim == 4 and target.shape[1] == 1:
+        target = target.squeeze(1)  # (B, 1, H, W) -> (B, H, W)
+    if target.shape != labels_shape:
+        expected = "(B, H, W) = " + str(tuple(labels_shape))
+        raise ValueError(f"target: expected shape {expected} or (B, 1, H, W) to match prediction, got shape {tuple(target.shape)}")
+    _check_label_range(target, "target", num_classes, ignore_index)
+
+
+def _check_ignore_index(ignore_index, num_classes: int) -> None:
+    """Raise TypeError or ValueError unless ``ignore_index`` is an int of at least C (no class label)."""
+    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+        raise TypeError(f"ignore_index: expected an int, got {type(ignore_index).__name__}")
+    if ignore_index < num_classes:
+        raise ValueError(f"ignore_index: expected a label past the classes, at least {num_classes}, got {ignore_index}")
+
+
+def _check_label_range(labels: torch.Tensor, name: str, num_classes: int, ignore_index: int | None) -> None:
+    """Raise ValueError naming ``name`` unless every label is in [0, C) or equals ``ignore_index`` (at least C).
+
+    Fast on large batches: one min/max pass, and one bincount when ignored pixels occur.
+    """
+    if labels.numel() == 0:
+        return
+    low, high = (value.item() for value in torch.aminmax(labels))
+    if low >= 0 and high < num_classes:
+        return
+    if ignore_index is not None and low >= 0 and high <= ignore_index:
+        # Every label lies in [0, ignore_index] now; one byte each, where they fit, counts faster.
+        compact = labels.to(torch.uint8) if ignore_index <= torch.iinfo(torch.uint8).max else labels
+        label_counts = torch.bincount(compact.flatten(), minlength=ignore_index + 1)
+        if not label_counts[num_classes:ignore_index].any():
+            return
+    outside = (labels < 0) | (labels >= num_classes)
+    allowed = f"[0, {num_classes})"
+    if ignore_index is not None:
+        outside &= labels != ignore_index
+        allowed += f" or {ignore_index} (ignored)"
+    raise ValueError(f"{name}: expected labels in {allowed}, got values {labels[outside].unique()[:10].tolist()}")
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
