@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import describe
 from .constants import IGNORE_INDEX
 
 WEIGHT_SCHEMES = ("inverse", "median")
@@ -77,9 +78,9 @@ def class_weights_from_frequencies(pixel_counts: Sequence[int] | torch.Tensor, s
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> None:
     """Raise TypeError/ValueError unless ``logits`` (B, C, H, W) and ``target`` (B, H, W) fit together."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.ndim != 4:
-        raise TypeError(f"logits: expected a float tensor of shape (B, C, H, W), got {_describe(logits)}")
+        raise TypeError(f"logits: expected a float tensor of shape (B, C, H, W), got {describe(logits)}")
     if not isinstance(target, torch.Tensor) or target.dtype != torch.int64 or target.ndim != 3:
-        raise TypeError(f"target: expected an int64 tensor of shape (B, H, W), got {_describe(target)}")
+        raise TypeError(f"target: expected an int64 tensor of shape (B, H, W), got {describe(target)}")
     batch, classes, height, width = logits.shape
     if target.shape != (batch, height, width):
         raise ValueError(
@@ -93,11 +94,6 @@ def _check_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int)
             f"got {sorted(target[wrong].unique().tolist())}"
         )
 
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__
 
 
 def _class_weight(weight: Sequence[float] | torch.Tensor | None) -> torch.Tensor | None:

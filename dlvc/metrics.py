@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
+from .checks import describe
 from .constants import IGNORE_INDEX
 
 AVERAGES = ("micro", "macro")
@@ -252,9 +253,9 @@ def _check_inputs(prediction, target, num_classes: int, ignore_index: int) -> No
     [0, C); ``target`` integer labels (B, H, W) or (B, 1, H, W) in [0, C) or ``ignore_index``.
     """
     if not isinstance(prediction, torch.Tensor) or prediction.dtype == torch.bool or prediction.is_complex():
-        raise TypeError(f"prediction: expected a float tensor of logits or an integer tensor of labels, got {_describe(prediction)}")
+        raise TypeError(f"prediction: expected a float tensor of logits or an integer tensor of labels, got {describe(prediction)}")
     if not isinstance(target, torch.Tensor) or target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
-        raise TypeError(f"target: expected an integer tensor of labels, got {_describe(target)}")
+        raise TypeError(f"target: expected an integer tensor of labels, got {describe(target)}")
     if target.device != prediction.device:
         raise ValueError(f"target: expected a tensor on the prediction's device {prediction.device}, got one on {target.device}")
     if prediction.is_floating_point():
@@ -305,8 +306,3 @@ def _check_label_range(labels: torch.Tensor, name: str, num_classes: int, ignore
         allowed += f" or {ignore_index} (ignored)"
     raise ValueError(f"{name}: expected labels in {allowed}, got values {labels[outside].unique()[:10].tolist()}")
 
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__

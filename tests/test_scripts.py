@@ -77,7 +77,7 @@ def test_train_py_refuses_to_overwrite_a_run(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_merge_metrics_and_only_rank0_writes(tmp_path):
     out = tmp_path / "ddp"
-    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0")
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
     printed = run_script("train.py", *TINY_RUN, "--epochs", "2", "--out", out, launcher=launcher).stdout
     assert printed.count("epoch   2/2") == 1, f"every epoch must be printed once, by rank 0:\n{printed}"
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1, "only rank 0 writes TensorBoard events"

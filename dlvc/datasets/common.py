@@ -21,6 +21,7 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+from ..checks import describe
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 
 SegClass = namedtuple("SegClass", ["name", "id", "color"])
@@ -41,9 +42,9 @@ def to_model_input(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tenso
         plain tensors.
     """
     if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-        raise TypeError(f"image: expected a uint8 tensor of shape (3, H, W), got {_describe(image)}")
+        raise TypeError(f"image: expected a uint8 tensor of shape (3, H, W), got {describe(image)}")
     if not isinstance(mask, torch.Tensor) or mask.ndim != 2 or mask.is_floating_point():
-        raise TypeError(f"mask: expected an integer tensor of shape (H, W), got {_describe(mask)}")
+        raise TypeError(f"mask: expected an integer tensor of shape (H, W), got {describe(mask)}")
     if image.shape[1:] != mask.shape:
         raise ValueError(f"mask: expected the image's size {tuple(image.shape[1:])}, got {tuple(mask.shape)}")
     floats = TF.to_dtype(image.as_subclass(torch.Tensor), torch.float32, scale=True)
@@ -64,11 +65,6 @@ def apply_paired(
         image, mask = transforms(image, mask)
     return to_model_input(image, mask)
 
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__
 
 
 def read_image(path) -> torch.Tensor:

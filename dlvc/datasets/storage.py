@@ -33,6 +33,7 @@ from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ..checks import describe
 from .common import PairedTransform, SegClass, apply_paired, read_image, read_label_map
 
 FORMATS = ("png", "memmap", "hdf5")
@@ -121,11 +122,11 @@ def _prepared_pair(dataset, index: int, size: tuple[int, int] | None) -> tuple[t
     """Sample ``index``, checked, resized to ``size`` if given: uint8 (3, H, W) and uint8 (H, W)."""
     image, mask = dataset.load_pair(index)
     if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-        raise TypeError(f"dataset: sample {index}: expected a uint8 image of shape (3, H, W), got {_describe(image)}")
+        raise TypeError(f"dataset: sample {index}: expected a uint8 image of shape (3, H, W), got {describe(image)}")
     if not isinstance(mask, torch.Tensor) or mask.is_floating_point() or mask.shape != image.shape[1:]:
         raise TypeError(
             f"dataset: sample {index}: expected an integer mask of shape {tuple(image.shape[1:])}, "
-            f"got {_describe(mask)}"
+            f"got {describe(mask)}"
         )
     if mask.numel() and (mask.min() < 0 or mask.max() > MASK_MAX):
         raise ValueError(
@@ -139,11 +140,6 @@ def _prepared_pair(dataset, index: int, size: tuple[int, int] | None) -> tuple[t
         mask = mask.squeeze(0)  # (1, H, W) -> (H, W)
     return image, mask
 
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__
 
 
 def _write_png(pairs, count: int, folder: Path) -> None:

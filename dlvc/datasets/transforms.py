@@ -38,8 +38,9 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ..checks import describe
 from ..constants import IGNORE_INDEX
-from .common import PairedTransform, _describe
+from .common import PairedTransform
 
 IMAGE_FILL = 0
 """Value of image pixels that have no source pixel (black)."""
@@ -66,10 +67,10 @@ def _check_pair(image: torch.Tensor, mask: torch.Tensor) -> tuple[tv_tensors.Ima
         ValueError: their sizes differ.
     """
     if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-        raise TypeError(f"image: expected a uint8 tensor of shape (3, H, W), got {_describe(image)}")
+        raise TypeError(f"image: expected a uint8 tensor of shape (3, H, W), got {describe(image)}")
     integer = isinstance(mask, torch.Tensor) and not (mask.is_floating_point() or mask.is_complex())
     if not integer or mask.dtype == torch.bool or mask.ndim != 2:
-        raise TypeError(f"mask: expected an integer tensor of shape (H, W), got {_describe(mask)}")
+        raise TypeError(f"mask: expected an integer tensor of shape (H, W), got {describe(mask)}")
     if image.shape[1:] != mask.shape:
         raise ValueError(f"mask: expected the image's size {tuple(image.shape[1:])}, got {tuple(mask.shape)}")
     return tv_tensors.Image(image), tv_tensors.Mask(mask)
