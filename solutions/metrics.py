@@ -297,7 +297,7 @@ def _check_ignore_index(ignore_index, num_classes: int) -> None:
 def _check_label_range(labels: torch.Tensor, name: str, num_classes: int, ignore_index: int | None) -> None:
     """Raise ValueError naming ``name`` unless every label is in [0, C) or equals ``ignore_index`` (at least C).
 
-    Fast on large batches: one min/max pass, and one bincount when ignored pixels occur.
+    Fast on large batches: one min/max pass, and one more when ignored pixels occur.
     """
     if labels.numel() == 0:
         return
@@ -305,10 +305,7 @@ def _check_label_range(labels: torch.Tensor, name: str, num_classes: int, ignore
     if low >= 0 and high < num_classes:
         return
     if ignore_index is not None and low >= 0 and high <= ignore_index:
-        # Every label lies in [0, ignore_index] now; one byte each, where they fit, counts faster.
-        compact = labels.to(torch.uint8) if ignore_index <= torch.iinfo(torch.uint8).max else labels
-        label_counts = torch.bincount(compact.flatten(), minlength=ignore_index + 1)
-        if not label_counts[num_classes:ignore_index].any():
+        if not _any_label_between(labels, num_classes, ignore_index):
             return
     outside = (labels < 0) | (labels >= num_classes)
     allowed = f"[0, {num_classes})"
@@ -317,3 +314,11 @@ def _check_label_range(labels: torch.Tensor, name: str, num_classes: int, ignore
         allowed += f" or {ignore_index} (ignored)"
     raise ValueError(f"{name}: expected labels in {allowed}, got values {labels[outside].unique()[:10].tolist()}")
 
+
+def _any_label_between(labels: torch.Tensor, low: int, high: int) -> bool:
+    """Whether a label lies in [low, high), for labels known to lie in [0, high]."""
+    if high <= torch.iinfo(torch.uint8).max:
+        # In one byte, subtracting `low` wraps [0, low) round to [256 - low, 256) and
+        # takes `high` to `high - low`: only labels in [low, high) end up below that.
+        return (labels.to(torch.uint8) - low).min().item() < high - low
+    return bool(((labels >= low) & (labels < high)).any())

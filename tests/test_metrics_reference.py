@@ -234,3 +234,11 @@ def test_all_reduce_merges_two_processes_into_the_single_process_result(tmp_path
     for rank in range(2):
         merged = torch.load(tmp_path / f"rank{rank}.pt")
         assert torch.equal(merged, expected), f"after all_reduce() process {rank} should hold the total of all batches"
+
+
+def test_an_ignore_label_above_255_is_skipped_and_labels_below_it_are_checked():
+    metric = SegMetrics(range(NUM_CLASSES), ignore_index=300)
+    metric.update(torch.tensor([[[0, 1, 2]]]), torch.tensor([[[0, 1, 300]]]))
+    assert metric.confusion_matrix.sum() == 2, "pixels labelled 300 must be skipped"
+    with pytest.raises(ValueError, match=r"^target: .*got values \[299\]"):
+        metric.update(torch.tensor([[[0, 1]]]), torch.tensor([[[299, 300]]]))
