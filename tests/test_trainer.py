@@ -8,7 +8,6 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from dlvc import checkpoint
 from dlvc.constants import IGNORE_INDEX
 from dlvc.datasets.common import SegClass
 from dlvc.metrics import SegMetrics

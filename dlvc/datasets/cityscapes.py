@@ -13,11 +13,9 @@ Cityscapes has no automatic download: it needs a login on the website.
 
 from pathlib import Path
 
-import torch
-from torch.utils.data import Dataset
 from torchvision.datasets import Cityscapes
 
-from .common import PairedTransform, SegClass, apply_paired, missing_dataset_error, read_image, read_label_map
+from .common import FileSegmentationDataset, PairedTransform, SegClass, missing_dataset_error
 
 CITYSCAPES_CLASSES = tuple(
     SegClass(label.name, label.train_id, label.color)
@@ -50,7 +48,7 @@ class _TrainIdCityscapes(Cityscapes):
         return super()._get_target_suffix(mode, target_type)
 
 
-class CityscapesCustom(Dataset):
+class CityscapesCustom(FileSegmentationDataset):
     """Cityscapes images with their 19-class train-id masks.
 
     Args:
@@ -80,13 +78,3 @@ class CityscapesCustom(Dataset):
         pairs = sorted(zip(source.images, (targets[0] for targets in source.targets)))
         self.images = [image for image, _ in pairs]
         self.masks = [mask for _, mask in pairs]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The raw pair: uint8 ``(3, H, W)`` image, int64 ``(H, W)`` mask of train ids and 255."""
-        return read_image(self.images[index]), read_label_map(self.masks[index])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return apply_paired(self.transforms, *self.load_pair(index))

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
@@ -65,6 +66,38 @@ def apply_paired(
         image, mask = transforms(image, mask)
     return to_model_input(image, mask)
 
+
+
+class SegmentationDataset(Dataset):
+    """What every dlvc dataset promises.
+
+    A subclass defines ``__len__``, ``load_pair(index)`` (the raw uint8 ``(3, H, W)``
+    image and int64 ``(H, W)`` mask) and ``classes_seg``; an item is that pair after
+    ``self.transforms`` and :func:`to_model_input`.
+    """
+
+    transforms: PairedTransform | None = None
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return apply_paired(self.transforms, *self.load_pair(index))
+
+
+class FileSegmentationDataset(SegmentationDataset):
+    """A dataset of image files and label files, listed by a subclass in ``self.images`` and ``self.masks``."""
+
+    images: list
+    masks: list
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw pair: uint8 ``(3, H, W)`` image and int64 ``(H, W)`` mask of class ids."""
+        return read_image(self.images[index]), self.convert_mask(read_label_map(self.masks[index]))
+
+    def convert_mask(self, stored: torch.Tensor) -> torch.Tensor:
+        """The labels as stored on disk -> the dataset's class ids; unchanged unless a subclass says otherwise."""
+        return stored
 
 
 def read_image(path) -> torch.Tensor:

@@ -13,11 +13,10 @@ is the official ``trainval`` list, ``"val"`` the official ``test`` list.
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 from torchvision.datasets import OxfordIIITPet
 
 from ..constants import IGNORE_INDEX
-from .common import PairedTransform, SegClass, apply_paired, missing_dataset_error, read_image, read_label_map
+from .common import FileSegmentationDataset, PairedTransform, SegClass, missing_dataset_error
 
 PETS_CLASSES = (
     SegClass("pet", 0, (220, 20, 60)),
@@ -45,7 +44,7 @@ DOWNLOAD = (
 )
 
 
-class OxfordPetsCustom(Dataset):
+class OxfordPetsCustom(FileSegmentationDataset):
     """Oxford-IIIT Pet images with their trimaps as 3-class segmentation masks.
 
     Args:
@@ -76,14 +75,6 @@ class OxfordPetsCustom(Dataset):
         self.images = list(source._images)
         self.masks = list(source._segs)
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The raw pair: uint8 ``(3, H, W)`` image, int64 ``(H, W)`` mask with 0 pet, 1 background, 2 border."""
-        image = read_image(self.images[index])
-        mask = TRIMAP_TO_LABEL[read_label_map(self.masks[index])]
-        return image, mask
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return apply_paired(self.transforms, *self.load_pair(index))
+    def convert_mask(self, stored: torch.Tensor) -> torch.Tensor:
+        """Trimap values 1 pet, 2 background, 3 border -> 0, 1, 2 (anything else -> ignored)."""
+        return TRIMAP_TO_LABEL[stored]

@@ -28,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from PIL import Image
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ..checks import describe
-from .common import PairedTransform, SegClass, apply_paired, read_image, read_label_map
+from .common import PairedTransform, SegClass, SegmentationDataset, read_image, read_label_map
 
 FORMATS = ("png", "memmap", "hdf5")
 META_FILENAME = "meta.json"
@@ -141,7 +140,6 @@ def _prepared_pair(dataset, index: int, size: tuple[int, int] | None) -> tuple[t
     return image, mask
 
 
-
 def _write_png(pairs, count: int, folder: Path) -> None:
     """One RGB PNG per image in ``images/``, one grayscale PNG per mask in ``masks/``."""
     for name in PNG_FOLDERS.values():
@@ -203,7 +201,7 @@ def _write_hdf5(pairs, count: int, folder: Path) -> None:
 WRITERS = {"png": _write_png, "memmap": _write_memmap, "hdf5": _write_hdf5}
 
 
-class CachedSegmentationDataset(Dataset):
+class CachedSegmentationDataset(SegmentationDataset):
     """A cache folder written by :func:`write_cache`, read as a segmentation dataset.
 
     Files are opened on first access in each process, so the dataset can be handed
@@ -248,9 +246,6 @@ class CachedSegmentationDataset(Dataset):
             image = torch.from_numpy(np.array(images[index])).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
             mask = torch.from_numpy(np.array(masks[index]))
         return image, mask.to(torch.int64)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return apply_paired(self.transforms, *self.load_pair(index))
 
     def _open(self):
         """The (images, masks) arrays of a memmap or hdf5 cache, opened once per process."""

@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from ..constants import IGNORE_INDEX
 from .cityscapes import CITYSCAPES_CLASSES
-from .common import PairedTransform, apply_paired
+from .common import PairedTransform, SegmentationDataset
 from .oxfordpets import OFFICIAL_SPLITS, PETS_CLASSES
 from .voc import VOC_CLASSES, voc_palette
 
@@ -350,7 +349,7 @@ def generate_voc_scene(rng: np.random.Generator, image_size: int = 64) -> tuple[
 # ----------------------------------------------------------------------------------
 
 
-class _SyntheticSegmentation(Dataset):
+class _SyntheticSegmentation(SegmentationDataset):
     """Shared machinery: seeding per (seed, split, index), caching, the dataset contract.
 
     Subclasses set ``classes_seg``, ``stream`` (keeps the kinds' random streams
@@ -398,9 +397,6 @@ class _SyntheticSegmentation(Dataset):
             self._cache[index] = self.draw(rng)
         image, labels = self._cache[index]
         return torch.from_numpy(image.copy()), torch.from_numpy(labels).to(torch.int64)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return apply_paired(self.transforms, *self.load_pair(index))
 
 
 class SyntheticPets(_SyntheticSegmentation):

@@ -14,11 +14,9 @@ object outline that VOC leaves out of evaluation (``IGNORE_INDEX``).
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 from torchvision.datasets import VOCSegmentation as TorchvisionVOCSegmentation
 
-from .common import PairedTransform, SegClass, apply_paired, missing_dataset_error, read_image, read_label_map
+from .common import FileSegmentationDataset, PairedTransform, SegClass, missing_dataset_error
 
 VOC_CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -61,7 +59,7 @@ DOWNLOAD = (
 )
 
 
-class VOCSegmentation(Dataset):
+class VOCSegmentation(FileSegmentationDataset):
     """Pascal VOC 2012 images with their 21-class segmentation masks.
 
     Args:
@@ -89,13 +87,3 @@ class VOCSegmentation(Dataset):
         source = TorchvisionVOCSegmentation(root, year="2012", image_set=split, download=download)
         self.images = list(source.images)
         self.masks = list(source.masks)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The raw pair: uint8 ``(3, H, W)`` image, int64 ``(H, W)`` mask with ids 0..20 and 255."""
-        return read_image(self.images[index]), read_label_map(self.masks[index])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return apply_paired(self.transforms, *self.load_pair(index))
