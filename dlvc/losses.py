@@ -275,7 +275,28 @@ def _mean_over_present(per_class_loss: torch.Tensor, labelled: torch.Tensor) -> 
     return (per_class_loss * present).sum() / present.sum().clamp_min(1)
 
 
-class DiceLoss(nn.Module):
+class _SoftOverlapLoss(nn.Module):
+    """``1 - overlap`` per class on soft masks, averaged over the classes present in the target.
+
+    Subclasses define ``overlap(I, P, L) -> (C,)`` from the per-class sums of
+    :func:`_soft_overlaps`.
+    """
+
+    def __init__(self, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX):
+        super().__init__()
+        if smooth < 0:
+            raise ValueError(f"smooth: expected a value of at least 0, got {smooth}")
+        self.smooth = smooth
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) logits, (B, H, W) target -> scalar loss."""
+        _check_inputs(logits, target, self.ignore_index)
+        intersection, predicted, labelled = _soft_overlaps(logits, target, self.ignore_index)
+        return _mean_over_present(1 - self.overlap(intersection, predicted, labelled), labelled)
+
+
+class DiceLoss(_SoftOverlapLoss):
     """Multiclass soft Dice loss: ``1 - (2 I + s) / (P + L + s)``, averaged over present classes.
 
     For each class c, over every counted pixel of the batch: ``I`` sums
@@ -293,22 +314,12 @@ class DiceLoss(nn.Module):
         ignore_index: target label of pixels that count for nothing.
     """
 
-    def __init__(self, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX):
-        super().__init__()
-        if smooth < 0:
-            raise ValueError(f"smooth: expected a value of at least 0, got {smooth}")
-        self.smooth = smooth
-        self.ignore_index = ignore_index
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) logits, (B, H, W) target -> scalar loss."""
-        _check_inputs(logits, target, self.ignore_index)
-        intersection, predicted, labelled = _soft_overlaps(logits, target, self.ignore_index)
-        dice = (2 * intersection + self.smooth) / (predicted + labelled + self.smooth).clamp_min(1e-7)
-        return _mean_over_present(1 - dice, labelled)
+    def overlap(self, intersection: torch.Tensor, predicted: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+        """Soft Dice per class, (C,)."""
+        return (2 * intersection + self.smooth) / (predicted + labelled + self.smooth).clamp_min(1e-7)
 
 
-class SoftIoULoss(nn.Module):
+class SoftIoULoss(_SoftOverlapLoss):
     """Multiclass soft Jaccard loss: ``1 - (I + s) / (P + L - I + s)``, averaged over present classes.
 
     ``I``, ``P`` and ``L`` as in :class:`DiceLoss`. Equals
@@ -320,20 +331,10 @@ class SoftIoULoss(nn.Module):
         ignore_index: target label of pixels that count for nothing.
     """
 
-    def __init__(self, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX):
-        super().__init__()
-        if smooth < 0:
-            raise ValueError(f"smooth: expected a value of at least 0, got {smooth}")
-        self.smooth = smooth
-        self.ignore_index = ignore_index
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) logits, (B, H, W) target -> scalar loss."""
-        _check_inputs(logits, target, self.ignore_index)
-        intersection, predicted, labelled = _soft_overlaps(logits, target, self.ignore_index)
+    def overlap(self, intersection: torch.Tensor, predicted: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+        """Soft IoU per class, (C,)."""
         union = predicted + labelled - intersection
-        iou = (intersection + self.smooth) / (union + self.smooth).clamp_min(1e-7)
-        return _mean_over_present(1 - iou, labelled)
+        return (intersection + self.smooth) / (union + self.smooth).clamp_min(1e-7)
 
 
 def _lovasz_gradient(foreground_sorted: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,6 @@ as they are on disk; 255 is ``IGNORE_INDEX``.
 Cityscapes has no automatic download: it needs a login on the website.
 """
 
-from pathlib import Path
-
 from torchvision.datasets import Cityscapes
 
 from .common import FileSegmentationDataset, PairedTransform, SegClass, missing_dataset_error
@@ -66,11 +64,7 @@ class CityscapesCustom(FileSegmentationDataset):
     num_classes = len(CITYSCAPES_CLASSES)
 
     def __init__(self, root, split: str = "train", transforms: PairedTransform | None = None, download: bool = False):
-        if split not in SPLITS:
-            raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-        self.root = Path(root)
-        self.split = split
-        self.transforms = transforms
+        super().__init__(root, split, transforms, SPLITS)
         if not all((self.root / folder / split).is_dir() for folder in ("leftImg8bit", "gtFine")):
             raise missing_dataset_error("Cityscapes", root, LAYOUT, DOWNLOAD)
         source = _TrainIdCityscapes(root, split=split, mode="fine", target_type="semantic")

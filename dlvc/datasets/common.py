@@ -14,6 +14,7 @@ transforms move image and mask together (see :mod:`dlvc.datasets.transforms`).
 from collections import namedtuple
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,6 +88,13 @@ class FileSegmentationDataset(SegmentationDataset):
 
     images: list
     masks: list
+
+    def __init__(self, root, split: str, transforms: PairedTransform | None, splits):
+        if split not in splits:
+            raise ValueError(f"split: expected one of {tuple(splits)}, got {split!r}")
+        self.root = Path(root)
+        self.split = split
+        self.transforms = transforms
 
     def __len__(self) -> int:
         return len(self.images)

@@ -10,8 +10,6 @@ pet's outline); this class returns 0 pet, 1 background, 2 border. Split ``"train
 is the official ``trainval`` list, ``"val"`` the official ``test`` list.
 """
 
-from pathlib import Path
-
 import torch
 from torchvision.datasets import OxfordIIITPet
 
@@ -61,11 +59,7 @@ class OxfordPetsCustom(FileSegmentationDataset):
     num_classes = len(PETS_CLASSES)
 
     def __init__(self, root, split: str = "train", transforms: PairedTransform | None = None, download: bool = False):
-        if split not in OFFICIAL_SPLITS:
-            raise ValueError(f"split: expected one of {tuple(OFFICIAL_SPLITS)}, got {split!r}")
-        self.root = Path(root)
-        self.split = split
-        self.transforms = transforms
+        super().__init__(root, split, transforms, OFFICIAL_SPLITS)
         base = self.root / "oxford-iiit-pet"
         present = (base / "images").is_dir() and (base / "annotations" / f"{OFFICIAL_SPLITS[split]}.txt").is_file()
         if not download and not present:

@@ -11,8 +11,6 @@ background, 1 aeroplane ... 20 tvmonitor) and 255 marks the band around each
 object outline that VOC leaves out of evaluation (``IGNORE_INDEX``).
 """
 
-from pathlib import Path
-
 import numpy as np
 from torchvision.datasets import VOCSegmentation as TorchvisionVOCSegmentation
 
@@ -76,11 +74,7 @@ class VOCSegmentation(FileSegmentationDataset):
     num_classes = len(VOC_CLASSES)
 
     def __init__(self, root, split: str = "train", transforms: PairedTransform | None = None, download: bool = False):
-        if split not in SPLITS:
-            raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-        self.root = Path(root)
-        self.split = split
-        self.transforms = transforms
+        super().__init__(root, split, transforms, SPLITS)
         split_file = self.root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not download and not split_file.is_file():
             raise missing_dataset_error("Pascal VOC 2012", root, LAYOUT, DOWNLOAD)
