@@ -5,7 +5,8 @@ import torch
 from torch import nn
 from torchvision.models import resnet50
 
-from dlvc.models.fcn import backbone_cache_path, fcn_resnet50
+from dlvc.models.fcn import BACKBONE_WEIGHTS, fcn_resnet50
+from dlvc.models.pretrained import cache_path
 from dlvc.models.segmenter import DeepSegmenter
 from dlvc.models.unet import UNet
 
@@ -26,7 +27,7 @@ def test_fcn_from_scratch_returns_logits_at_the_input_size():
 def test_pretrained_backbone_is_read_from_the_torch_hub_cache(torch_home):
     weights = resnet50().state_dict()
     weights["conv1.weight"] = torch.randn_like(weights["conv1.weight"])
-    path = backbone_cache_path()
+    path = cache_path(BACKBONE_WEIGHTS)
     assert path.parent == torch_home / "hub" / "checkpoints"
     path.parent.mkdir(parents=True)
     torch.save(weights, path)
@@ -38,7 +39,7 @@ def test_missing_backbone_file_says_which_file_to_put_where(torch_home):
     with pytest.raises(FileNotFoundError) as raised:
         fcn_resnet50(num_classes=3, pretrained_backbone=True)
     message = str(raised.value)
-    assert str(backbone_cache_path()) in message and "--download" in message
+    assert str(cache_path(BACKBONE_WEIGHTS)) in message and "--download" in message
 
 
 def test_segmenter_unwraps_torchvision_dict_outputs():

@@ -11,20 +11,13 @@ only decides where the backbone's weights come from:
   which file to put where.
 """
 
-from pathlib import Path
-
-import torch
 from torchvision.models import ResNet50_Weights
 from torchvision.models.segmentation import fcn_resnet50 as torchvision_fcn_resnet50
 
+from .pretrained import require_cached
 from .segmenter import DeepSegmenter
 
 BACKBONE_WEIGHTS = ResNet50_Weights.IMAGENET1K_V1
-
-
-def backbone_cache_path() -> Path:
-    """Where torchvision looks for the ImageNet ResNet-50 weights before downloading them."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(BACKBONE_WEIGHTS.url).name
 
 
 def fcn_resnet50(num_classes: int, pretrained_backbone: bool = False, download: bool = False) -> DeepSegmenter:
@@ -39,12 +32,7 @@ def fcn_resnet50(num_classes: int, pretrained_backbone: bool = False, download: 
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     weights_backbone = None
     if pretrained_backbone:
-        cached = backbone_cache_path()
-        if not download and not cached.is_file():
-            raise FileNotFoundError(
-                f"pretrained backbone: {cached.name} is not in the torch hub cache. Put the file at {cached} "
-                f"(from {BACKBONE_WEIGHTS.url}; TORCH_HOME moves the cache), or pass --download to fetch it"
-            )
+        require_cached(BACKBONE_WEIGHTS, download)
         weights_backbone = BACKBONE_WEIGHTS
     net = torchvision_fcn_resnet50(weights=None, weights_backbone=weights_backbone, num_classes=num_classes, aux_loss=False)
     return DeepSegmenter(net)
