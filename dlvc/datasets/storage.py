@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from ..checks import describe
 from .common import PairedTransform, SegClass, SegmentationDataset, read_image, read_label_map
+from .transforms import PairedResize
 
 FORMATS = ("png", "memmap", "hdf5")
 META_FILENAME = "meta.json"
@@ -132,12 +131,9 @@ def _prepared_pair(dataset, index: int, size: tuple[int, int] | None) -> tuple[t
             f"dataset: sample {index}: expected mask values in [0, {MASK_MAX}] to store them as uint8, "
             f"got values in [{int(mask.min())}, {int(mask.max())}]"
         )
-    image, mask = image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).to(torch.uint8)
     if size is not None and tuple(image.shape[1:]) != size:
-        image = TF.resize(image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True)
-        mask = TF.resize(mask.unsqueeze(0), list(size), interpolation=InterpolationMode.NEAREST)  # (H, W) -> (1, H, W)
-        mask = mask.squeeze(0)  # (1, H, W) -> (H, W)
-    return image, mask
+        image, mask = PairedResize(size)(image, mask)
+    return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).to(torch.uint8)
 
 
 def _write_png(pairs, count: int, folder: Path) -> None:
