@@ -25,7 +25,7 @@ from .models.fcn import fcn_resnet50
 from .models.segmenter import DeepSegmenter
 from .models.unet import UNet
 from .optim import OPTIMIZERS, SCHEDULER_INTERVALS, build_optimizer, build_scheduler, parameter_groups
-from .trainer import CHECKPOINT_NAME, ImgSemSegTrainer
+from .trainer import CHECKPOINT_NAME, ImgSemSegTrainer, batches_per_epoch
 
 DEFAULT_IMAGE_SIZE = {"oxford": 64, "synthetic-pets": 64, "city": (64, 128), "synthetic-city": (64, 128), "voc": 128}
 """Training resolution per dataset, (H, W) or one side of a square (``--image-size``)."""
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         model = build_model(args, len(classes)).to(device)
         groups = parameter_groups(model, args.weight_decay, args.head_lr_multiplier)
         optimizer = build_optimizer(args.optimizer, groups, args.lr)
-        steps_per_epoch = max(1, len(train_data) // (args.batch_size * process.world_size))
+        steps_per_epoch = batches_per_epoch(len(train_data), args.batch_size, process.world_size)
         scheduler = build_scheduler(args.scheduler, optimizer, args.epochs, steps_per_epoch, gamma=args.gamma, warmup_epochs=args.warmup_epochs)
         trainer = ImgSemSegTrainer(
             model,

@@ -277,7 +277,7 @@ class ImgSemSegTrainer:
             sampler=sampler,
             num_workers=num_workers,
             pin_memory=self.device.type == "cuda",
-            drop_last=train and len(sampler) > batch_size,
+            drop_last=train and _drops_last(len(sampler), batch_size),
             persistent_workers=num_workers > 0,
             generator=self._generator if train else None,
         )
@@ -368,6 +368,22 @@ class ImgSemSegTrainer:
             predictions = self.segmenter(images.to(self.device)).argmax(dim=1).cpu()
         classes = getattr(self.val_data, "classes_seg", None) or self.val_metric.classes
         viz.prediction_grid(images, targets, predictions, classes, self.save_dir / "predictions.png", title=f"epoch {epoch}")
+
+
+def batches_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> int:
+    """Training batches per epoch and process, as the trainer's loader makes them.
+
+    Each process gets ``ceil(num_samples / world_size)`` samples (torch's
+    DistributedSampler pads the last shard); the last incomplete batch is dropped,
+    unless it is the only one. Per-step schedules need this number up front.
+    """
+    per_process = math.ceil(num_samples / world_size)
+    return per_process // batch_size if _drops_last(per_process, batch_size) else math.ceil(per_process / batch_size)
+
+
+def _drops_last(samples: int, batch_size: int) -> bool:
+    """Drop the last incomplete batch (a batch of one breaks BatchNorm) unless it is the only one."""
+    return samples > batch_size
 
 
 def _format_row(row: dict, num_epochs: int) -> str:

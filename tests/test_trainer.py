@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dlvc.constants import IGNORE_INDEX
 from dlvc.datasets.common import SegClass
 from dlvc.metrics import SegMetrics
 from dlvc.models.segmenter import DeepSegmenter
-from dlvc.trainer import CHECKPOINT_NAME, ImgSemSegTrainer
+from dlvc.trainer import CHECKPOINT_NAME, ImgSemSegTrainer, batches_per_epoch
 
 CLASSES = (SegClass("dark", 0, (0, 0, 0)), SegClass("bright", 1, (255, 255, 0)))
 
@@ -228,3 +228,18 @@ def test_resume_warns_about_changed_settings(tmp_path):
     make_trainer(tmp_path, num_epochs=1, config={"lr": 0.05}).train()
     with pytest.warns(UserWarning, match="'lr'"):
         make_trainer(tmp_path, num_epochs=2, config={"lr": 0.01}, resume=tmp_path / CHECKPOINT_NAME)
+
+
+@pytest.mark.parametrize("num_samples", [3, 8, 9, 23, 32])
+def test_batches_per_epoch_matches_the_training_loader(tmp_path, num_samples):
+    trainer = make_trainer(tmp_path, num_epochs=1)
+    loader = trainer._loader(BrightSquares(num_samples, seed=0), batch_size=8, num_workers=0, train=True)
+    assert len(loader) == batches_per_epoch(num_samples, batch_size=8)
+
+
+@pytest.mark.parametrize("num_samples", [3, 17, 23, 32])
+def test_batches_per_epoch_matches_a_distributed_shard(num_samples):
+    dataset = BrightSquares(num_samples, seed=0)
+    sampler = DistributedSampler(dataset, num_replicas=2, rank=1)
+    drop_last = len(sampler) > 4
+    assert len(DataLoader(dataset, batch_size=4, sampler=sampler, drop_last=drop_last)) == batches_per_epoch(num_samples, 4, world_size=2)
