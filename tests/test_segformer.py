@@ -123,6 +123,28 @@ def test_segformer_b0_equals_transformers_stage_by_stage(ported_pair, size):
     torch.testing.assert_close(upsampled, expected, **TOLERANCE, msg=lambda text: f"logits at the input size: {text}")
 
 
+@pytest.mark.slow
+def test_segformer_b0_training_gradients_equal_transformers():
+    """In train mode (BatchNorm on batch statistics), every parameter gets transformers' gradient."""
+    torch.manual_seed(0)
+    config = b0_config(num_labels=19)
+    config.drop_path_rate, config.classifier_dropout_prob = 0.0, 0.0
+    theirs = SegformerForSemanticSegmentation(config).double().train()
+    perturb(theirs)
+    ours = SegFormer.from_variant("b0", num_classes=19, drop_path_rate=0.0, dropout=0.0).double().train()
+    ours.load_state_dict({dlvc_name(name): value for name, value in theirs.state_dict().items()}, strict=True)
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randn(2, 3, 96, 128, generator=generator, dtype=torch.float64)
+    weights = torch.randn(2, 19, 24, 32, generator=generator, dtype=torch.float64)
+    (theirs(pixel_values=images).logits * weights).sum().backward()
+    (ours.head(ours.encoder(images)) * weights).sum().backward()
+    our_parameters = dict(ours.named_parameters())
+    for name, parameter in theirs.named_parameters():
+        torch.testing.assert_close(
+            our_parameters[dlvc_name(name)].grad, parameter.grad, **TOLERANCE, msg=lambda text: f"gradient of {dlvc_name(name)}: {text}"
+        )
+
+
 def test_segformer_b0_has_3719027_parameters_with_19_classes():
     count = sum(parameter.numel() for parameter in SegFormer.from_variant("b0", num_classes=19).parameters())
     assert count == 3_719_027, f"SegFormer-B0 with 19 classes has {count:,} parameters, expected 3,719,027"
