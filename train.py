@@ -11,13 +11,11 @@ printed at start and saved in the run folder and in every checkpoint.
 
 import argparse
 
-from dlvc.experiment import add_training_arguments, run
+from dlvc.experiment import run, training_parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_training_arguments(parser, default_dataset="oxford", default_model="fcn")
-    return parser.parse_args(argv)
+    return training_parser(__doc__, default_dataset="oxford", default_model="fcn").parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> None:

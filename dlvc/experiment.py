@@ -22,6 +22,9 @@ from .datasets.voc import VOCSegmentation
 from .losses import LOSSES, build_loss
 from .metrics import SegMetrics
 from .models.fcn import fcn_resnet50
+from .models.freezing import Freezable
+from .models.pspnet import ENCODERS, PSPNet
+from .models.segformer import VARIANTS, SegFormer
 from .models.segmenter import DeepSegmenter
 from .models.unet import UNet
 from .optim import OPTIMIZERS, SCHEDULER_INTERVALS, build_optimizer, build_scheduler, parameter_groups
@@ -35,15 +38,28 @@ REAL_DATASET_FOLDERS = {"oxford": ".", "city": "cityscapes", "voc": "."}
 """Each real dataset's root under ``--data-root``: data/oxford-iiit-pet, data/cityscapes, data/VOCdevkit."""
 SYNTHETIC_DATASETS = {"synthetic-pets": SyntheticPets, "synthetic-city": SyntheticCity}
 DATASETS = (*REAL_DATASETS, *SYNTHETIC_DATASETS)
-MODELS = ("fcn", "unet")
+SEGFORMER_DATASETS = ("oxford", "city", "synthetic-pets", "synthetic-city")
+"""The datasets of the SegFormer assignment (``train_segformer.py``)."""
+MODELS = ("fcn", "unet", "pspnet", "segformer")
+SMALL_STEM_MAX_SIDE = 128
+"""SegFormer's small stem is the default for images whose shorter side is at most this."""
+ENCODER_FILE_SUFFIX = "encoder"
+"""``--pretrain`` writes the best model's encoder to ``model_encoder.pt`` in the run folder."""
 SYNTHETIC_DATA_SEED = 0
 """The synthetic datasets are the same in every run; ``--seed`` varies initialisation and shuffling only."""
 
 
-def add_training_arguments(parser: argparse.ArgumentParser, default_dataset: str, default_model: str) -> None:
+def training_parser(description: str, default_dataset: str, default_model: str, datasets=DATASETS) -> argparse.ArgumentParser:
+    """A training script's parser: its docstring as the description and every shared flag."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_arguments(parser, default_dataset, default_model, datasets)
+    return parser
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, default_dataset: str, default_model: str, datasets=DATASETS) -> None:
     """The flags every training script shares, with the course's reference settings as defaults."""
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", choices=DATASETS, default=default_dataset, help="dataset to train on (default: %(default)s)")
+    data.add_argument("--dataset", choices=datasets, default=default_dataset, help="dataset to train on (default: %(default)s)")
     data.add_argument("--data-root", type=Path, default=Path("data"), help="folder holding the real datasets (default: %(default)s)")
     data.add_argument("--download", action="store_true", help="download the dataset or pretrained weights when they are not on disk")
     data.add_argument("--image-size", type=int, nargs="+", default=None, help="training size, H [W] (default: per dataset, 64 for the pets)")
@@ -54,9 +70,23 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_dataset: str
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=MODELS, default=default_model, help="network (default: %(default)s)")
-    model.add_argument("--pretrained-backbone", action="store_true", help="FCN: start from ImageNet ResNet-50 weights in the torch hub cache")
+    model.add_argument("--pretrained-backbone", action="store_true", help="FCN, PSPNet: start from ImageNet weights in the torch hub cache")
     model.add_argument("--unet-width", type=int, default=64, help="UNet: channels of the first stage (default: %(default)s)")
     model.add_argument("--unet-depth", type=int, default=4, help="UNet: downsampling steps (default: %(default)s)")
+    model.add_argument("--pspnet-arch", choices=sorted(ENCODERS), default="resnet50", help="PSPNet: the ResNet encoder (default: %(default)s)")
+    model.add_argument("--segformer-variant", choices=sorted(VARIANTS), default="b0", help="SegFormer: the paper's size (default: %(default)s)")
+    model.add_argument("--small-stem", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"SegFormer: first patch embedding 5x5 with stride 2 instead of 7x7 with stride 4 "
+                       f"(default: on when the images' shorter side is at most {SMALL_STEM_MAX_SIDE})")
+
+    transfer = parser.add_argument_group("transfer learning")
+    transfer.add_argument("--pretrain", action="store_true",
+                          help=f"after training, also write the best model's encoder to model_{ENCODER_FILE_SUFFIX}.pt in the run folder, for --finetune")
+    transfer.add_argument("--finetune", type=Path, default=None, metavar="CKPT",
+                          help=f"start the encoder from an earlier run's model_{ENCODER_FILE_SUFFIX}.pt, model_best.pt or checkpoint.pt; the head starts afresh")
+    transfer.add_argument("--strategy", choices=("init", "freeze"), default="init",
+                          help="init: train the whole model from the loaded encoder; freeze: keep the encoder fixed "
+                          "(no gradients, eval mode) and train the rest (default: %(default)s)")
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=30, help="epochs in the whole run (default: %(default)s)")
@@ -95,6 +125,11 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         raise SystemExit(f"--image-size: expected H or H W, got {args.image_size}")
     else:
         args.image_size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size)
+    if args.small_stem is None:
+        sides = (args.image_size,) if isinstance(args.image_size, int) else args.image_size
+        args.small_stem = min(sides) <= SMALL_STEM_MAX_SIDE
+    if args.strategy == "freeze" and args.finetune is None and not args.pretrained_backbone:
+        raise SystemExit("--strategy freeze: the encoder would stay at its random initialisation; give --finetune CKPT or --pretrained-backbone")
     if args.amp == "auto":
         args.amp = "bf16" if args.device == "cpu" or not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "fp16"
     return args
@@ -132,7 +167,31 @@ def build_model(args: argparse.Namespace, num_classes: int) -> DeepSegmenter:
         return fcn_resnet50(num_classes, pretrained_backbone=args.pretrained_backbone, download=args.download)
     if args.model == "unet":
         return DeepSegmenter(UNet(num_classes, base_channels=args.unet_width, depth=args.unet_depth))
+    if args.model == "pspnet":
+        return DeepSegmenter(PSPNet(num_classes, arch=args.pspnet_arch, pretrained_backbone=args.pretrained_backbone, download=args.download))
+    if args.model == "segformer":
+        return DeepSegmenter(SegFormer.from_variant(args.segformer_variant, num_classes, small_stem=args.small_stem))
     raise ValueError(f"model: expected one of {MODELS}, got {args.model!r}")
+
+
+def prepare_transfer(model: DeepSegmenter, args: argparse.Namespace, announce: bool) -> None:
+    """Apply ``--finetune`` (load the whole encoder, nothing else) and ``--strategy freeze``.
+
+    A resumed run takes its weights from its own checkpoint, so only the freezing is
+    applied then.
+    """
+    if args.finetune is not None and args.resume is None:
+        try:
+            loaded = model.load(args.finetune, only=("encoder",))
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"--finetune: {error}") from error
+        if announce:
+            print(f"--finetune: loaded {len(loaded)} encoder tensors from {args.finetune}; the head starts afresh")
+    if args.strategy == "freeze":
+        encoder = model.part("encoder")
+        if not isinstance(encoder, Freezable):
+            raise SystemExit(f"--strategy freeze: the {args.model} encoder cannot be frozen; use --strategy init")
+        encoder.freeze()
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -150,7 +209,9 @@ def run(args: argparse.Namespace) -> list[dict]:
                 raise SystemExit(f"--resume: no checkpoint at {args.resume}")
         train_data, val_data = build_datasets(args)
         classes = train_data.classes_seg
-        model = build_model(args, len(classes)).to(device)
+        model = build_model(args, len(classes))
+        prepare_transfer(model, args, announce=process.is_main)
+        model.to(device)
         groups = parameter_groups(model, args.weight_decay, args.head_lr_multiplier)
         optimizer = build_optimizer(args.optimizer, groups, args.lr)
         steps_per_epoch = batches_per_epoch(len(train_data), args.batch_size, process.world_size)
@@ -180,6 +241,10 @@ def run(args: argparse.Namespace) -> list[dict]:
             progress=args.progress,
         )
         history = trainer.train()
+        if process.is_main and args.pretrain:
+            model.load(args.out / "model_best.pt")
+            path = model.save(args.out, ENCODER_FILE_SUFFIX, only=("encoder",))
+            print(f"--pretrain: wrote the best model's encoder to {path}; fine-tune with --finetune {path}")
         if process.is_main:
             best = max((row["val_miou"] for row in history if row["val_miou"] is not None), default=None)
             print(f"best val mIoU {best:.4f}; run folder: {os.fspath(args.out)}" if best is not None else f"run folder: {os.fspath(args.out)}")

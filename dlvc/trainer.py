@@ -338,20 +338,30 @@ class ImgSemSegTrainer:
 
     def _resume(self, path: str | os.PathLike) -> None:
         state = checkpoint.load(path, map_location=self.device)
+        saved, current = state["config"], json.loads(json.dumps(self.config, default=str))
+        changed = [
+            f"{key!r} was {saved[key]!r} in the resumed run, now {current[key]!r}"
+            for key in sorted(saved.keys() & current.keys() - set(RESUME_MAY_DIFFER))
+            if saved[key] != current[key]
+        ]
         self.segmenter.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as error:
+            raise ValueError(
+                f"resume: {path} trained other weights than this optimizer holds ({error}); resume with the "
+                f"settings that choose which weights train as they were. Changed settings: {'; '.join(changed) or 'none'}"
+            ) from error
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = state["epoch"]
         self.best_miou = state["best_miou"]
         self.history = list(state["history"])
         checkpoint.set_rng_state(state["rng"])
-        saved, current = state["config"], json.loads(json.dumps(self.config, default=str))
-        for key in sorted(saved.keys() & current.keys() - set(RESUME_MAY_DIFFER)):
-            if saved[key] != current[key]:
-                warnings.warn(f"resume: setting {key!r} was {saved[key]!r} in the resumed run, now {current[key]!r}", stacklevel=3)
+        for change in changed:
+            warnings.warn(f"resume: setting {change}", stacklevel=3)
         if self.start_epoch >= self.num_epochs and self.process.is_main:
-            tqdm.write(f"{path}: all {self.num_epochs} epochs are done; raise --epochs to train further")
+            tqdm.write(f"{path}: finished (epoch {self.num_epochs} of {self.num_epochs}); raise --epochs to train further")
 
     def _write_csv(self) -> None:
         with open(self.save_dir / "metrics.csv", "w", newline="") as file:

@@ -5,7 +5,7 @@ a lab server without a screen.
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -49,17 +49,54 @@ def plot_curves(history: Sequence[dict], path: str | os.PathLike) -> Path:
     figure, (loss_axis, miou_axis) = plt.subplots(1, 2, figsize=(10, 4))
     for key, axis in (("loss", loss_axis), ("miou", miou_axis)):
         for split, style in (("train", "-o"), ("val", "-s")):
-            points = [(row["epoch"], row[f"{split}_{key}"]) for row in history if row.get(f"{split}_{key}") is not None]
-            if points:
-                epochs, values = zip(*points)
-                axis.plot(epochs, values, style, markersize=3, label=split)
-        axis.set_xlabel("epoch")
-        axis.set_ylabel("mIoU" if key == "miou" else "loss")
-        axis.grid(alpha=0.3)
-        axis.legend()
-    miou_axis.set_ylim(0, 1)
+            _plot_series(axis, history, f"{split}_{key}", style, label=split)
+        _label_axis(axis, "epoch", key)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_runs(runs: Mapping[str, Sequence[dict]], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Train and validation loss and mIoU of several runs, one line per run, in one PNG.
+
+    Four panels (train loss, val loss, train mIoU, val mIoU) with the runs overlaid:
+    the figure that compares training strategies in a report.
+
+    Args:
+        runs: run name -> history, as for :func:`plot_curves`.
+    """
+    if not runs:
+        raise ValueError("runs: expected at least one run, got none")
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True)
+    for row, key in enumerate(("loss", "miou")):
+        for column, split in enumerate(("train", "val")):
+            axis = axes[row][column]
+            for name, history in runs.items():
+                _plot_series(axis, history, f"{split}_{key}", "-o", label=name)
+            _label_axis(axis, "epoch" if key == "miou" else None, key)
+            axis.set_title(f"{split} {'mIoU' if key == 'miou' else 'loss'}")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _plot_series(axis, history: Sequence[dict], column: str, style: str, label: str) -> None:
+    """One line of ``column`` against ``epoch``, skipping the epochs without a value."""
+    points = [(row["epoch"], row[column]) for row in history if row.get(column) is not None]
+    if points:
+        epochs, values = zip(*points)
+        axis.plot(epochs, values, style, markersize=3, label=label)
+
+
+def _label_axis(axis, x_label: str | None, key: str) -> None:
+    if x_label:
+        axis.set_xlabel(x_label)
+    axis.set_ylabel("mIoU" if key == "miou" else "loss")
+    axis.grid(alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend()
+    if key == "miou":
+        axis.set_ylim(0, 1)
 
 
 def prediction_grid(

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import describe
+from .freezing import Freezable
 
 
 class DropPath(nn.Module):
@@ -239,8 +240,8 @@ class Stage(nn.Module):
         return tokens.transpose(1, 2).reshape(x.shape[0], -1, height, width)  # (B, N, C) -> (B, C, H, W)
 
 
-class MixTransformer(nn.Module):
-    """The four-stage MiT encoder.
+class MixTransformer(Freezable):
+    """The four-stage MiT encoder; ``freeze()`` and ``unfreeze()`` it for fine-tuning.
 
     Args:
         embed_dims: channels of the four stages (B0: 32, 64, 160, 256).

@@ -44,6 +44,7 @@ from torchvision.models import (
 )
 
 from ..checks import describe
+from .freezing import Freezable
 from .pretrained import cache_path, require_cached
 
 ENCODERS = {
@@ -127,7 +128,7 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
-class PSPEncoder(nn.Module):
+class PSPEncoder(Freezable):
     """A ResNet split into a main stream at stride 8 and a supplementary stream at stride 32.
 
     Args:
@@ -137,15 +138,13 @@ class PSPEncoder(nn.Module):
 
     ``freeze()`` stops every encoder weight from learning and keeps the encoder in
     eval mode (BatchNorm statistics fixed) even when the model's ``train()`` is
-    called; ``unfreeze()`` undoes both.
+    called; ``unfreeze()`` undoes both (see :class:`~dlvc.models.freezing.Freezable`).
     """
 
     def __init__(self, arch: str = "resnet50", pretrained: bool = False, download: bool = False):
         super().__init__()
         if arch not in ENCODERS:
             raise ValueError(f"arch: expected one of {sorted(ENCODERS)}, got {arch!r}")
-        self.frozen = False
-        self.requested_training = True
         build, _ = ENCODERS[arch]
         dilated = build(weights=None)
         strided = build(weights=None)
@@ -163,23 +162,6 @@ class PSPEncoder(nn.Module):
         """(B, 3, H, W) images -> main (B, C, H/8, W/8) and supplementary (B, C, H/32, W/32) features."""
         shared = self.trunk(images)
         return self.main(shared), self.supplementary(shared)
-
-    def freeze(self) -> "PSPEncoder":
-        """Stop the encoder's weights from learning and keep it in eval mode."""
-        self.frozen = True
-        self.requires_grad_(False)
-        return self.train(self.requested_training)
-
-    def unfreeze(self) -> "PSPEncoder":
-        """Let the encoder learn again and follow the model's train/eval mode."""
-        self.frozen = False
-        self.requires_grad_(True)
-        return self.train(self.requested_training)
-
-    def train(self, mode: bool = True) -> "PSPEncoder":
-        """Remember the requested mode; a frozen encoder stays in eval mode whatever it is."""
-        self.requested_training = mode
-        return super().train(mode and not self.frozen)
 
 
 class PyramidPooling(nn.Module):

@@ -43,12 +43,20 @@ class DeepSegmenter(nn.Module):
             output = output["out"]
         return output
 
-    def save(self, folder: str | os.PathLike, suffix: str | None = None) -> Path:
-        """Write the network's weights to ``folder/model.pt`` or ``folder/model_<suffix>.pt``."""
+    def save(self, folder: str | os.PathLike, suffix: str | None = None, only: tuple[str, ...] | None = None) -> Path:
+        """Write the network's weights to ``folder/model.pt`` or ``folder/model_<suffix>.pt``.
+
+        ``only`` names the top-level parts to write (``("encoder",)`` keeps a pretrained
+        encoder for fine-tuning); None writes everything.
+        """
+        state = self.net.state_dict()
+        if only is not None:
+            prefixes = self._prefixes(only)
+            state = {key: value for key, value in state.items() if key.split(".")[0] in prefixes}
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / (f"model_{suffix}.pt" if suffix else "model.pt")
-        torch.save(self.net.state_dict(), path)
+        torch.save(state, path)
         return path
 
     def load(self, path: str | os.PathLike, only: tuple[str, ...] | None = None) -> list[str]:
@@ -58,7 +66,8 @@ class DeepSegmenter(nn.Module):
             path: a file written by :meth:`save`, or a trainer checkpoint holding them
                 under ``"model"``.
             only: names of the top-level parts to load (``("encoder",)`` for transfer
-                learning); None loads everything and requires an exact match.
+                learning), each of them whole; None loads everything and requires an
+                exact match.
 
         Returns:
             The names of the loaded parameters and buffers.
@@ -69,7 +78,8 @@ class DeepSegmenter(nn.Module):
             raise FileNotFoundError(f"path: no weights file at {path}")
         state = torch.load(path, map_location="cpu", weights_only=True)
         if "model" in state and isinstance(state["model"], dict):
-            state = state["model"]
+            # A trainer checkpoint holds this wrapper's own state dict: the network's under "net.".
+            state = {key.removeprefix("net."): value for key, value in state["model"].items()}
         if prefixes is None:
             self.net.load_state_dict(state)
             return list(state)
@@ -82,8 +92,16 @@ class DeepSegmenter(nn.Module):
                 raise ValueError(f"{path}: {key} does not exist in this {type(self.net).__name__}")
             if own[key].shape != value.shape:
                 raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, this model expects {tuple(own[key].shape)}")
+        missing = sorted(key for key in own if key.split(".")[0] in prefixes and key not in selected)
+        if missing:
+            raise ValueError(f"{path}: lacks {len(missing)} of the weights of {sorted(prefixes)}, such as {missing[:3]}; was it saved from another model?")
         self.net.load_state_dict(selected, strict=False)
         return list(selected)
+
+    def part(self, name: str) -> nn.Module:
+        """The network's top-level part ``name``; ``"encoder"`` also finds torchvision's ``backbone``."""
+        (prefix,) = self._prefixes((name,))
+        return getattr(self.net, prefix)
 
     def _prefixes(self, only: tuple[str, ...]) -> set[str]:
         if isinstance(only, str):
