@@ -5,6 +5,9 @@ every stubbed module replaced by its reference source (solution files are valid
 Python) except for that one TODO's region, which is stubbed, and no ``solutions/``.
 The public tests that import the module must then fail with the TODO's
 NotImplementedError. The public tests pass on the reference build in the main run.
+
+The SegFormer TODOs are also held to the oracle: with any one of them stubbed, the
+comparison with transformers (``tests/test_segformer.py``) fails, naming it.
 """
 
 import os
@@ -47,12 +50,30 @@ def public_tests_importing(relative: Path) -> list[str]:
     return files
 
 
+def failing_todos(checkout: Path, tests: list[str]) -> tuple[int, set[str], str]:
+    """Run ``tests`` against the dlvc package in ``checkout``: the exit code, the TODOs the failures name, the output's end."""
+    command = [sys.executable, "-m", "pytest", *tests, "--impl", str(checkout), "-x", "-q", "-p", "no:cacheprovider", "--tb=line"]
+    result = subprocess.run(command, cwd=REPOSITORY_ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    return result.returncode, set(re.findall(r"NotImplementedError: TODO (\S+) \(", result.stdout)), result.stdout[-3000:]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SOLUTIONS.is_dir(), reason="no solutions/ folder: a student's checkout")
 @pytest.mark.parametrize("todo_id, relative", todos(), ids=[f"TODO {todo_id}" for todo_id, _ in todos()])
 def test_public_tests_catch_the_stub(tmp_path, todo_id, relative):
     build_with_one_stub(tmp_path, todo_id, relative)
-    command = [sys.executable, "-m", "pytest", *public_tests_importing(relative), "--impl", str(tmp_path), "-x", "-q", "-p", "no:cacheprovider", "--tb=line"]
-    result = subprocess.run(command, cwd=REPOSITORY_ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
-    reported = set(re.findall(r"NotImplementedError: TODO (\S+) \(", result.stdout))
-    assert result.returncode == 1 and reported == {todo_id}, f"with only TODO {todo_id} stubbed, the public tests said:\n{result.stdout[-3000:]}"
+    returncode, reported, output = failing_todos(tmp_path, public_tests_importing(relative))
+    assert returncode == 1 and reported == {todo_id}, f"with only TODO {todo_id} stubbed, the public tests said:\n{output}"
+
+
+SEGFORMER_TODOS = [(todo_id, relative) for todo_id, relative in todos() if relative.stem in ("mit_transformer", "segformer_head")]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SEGFORMER_TODOS, reason="no SegFormer solution files: a student's checkout")
+@pytest.mark.parametrize("todo_id, relative", SEGFORMER_TODOS, ids=[f"TODO {todo_id}" for todo_id, _ in SEGFORMER_TODOS])
+def test_transformers_oracle_catches_the_segformer_stub(tmp_path, todo_id, relative):
+    build_with_one_stub(tmp_path, todo_id, relative)
+    oracle = ["tests/test_segformer.py", "-k", "equals_transformers or gradients_equal_transformers"]
+    returncode, reported, output = failing_todos(tmp_path, oracle)
+    assert returncode == 1 and reported == {todo_id}, f"with only TODO {todo_id} stubbed, the oracle test said:\n{output}"
