@@ -22,7 +22,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from dlvc.experiment import ENCODER_FILE_SUFFIX, SEGFORMER_DATASETS, run, training_parser
+from dlvc.experiment import ENCODER_FILE_SUFFIX, SEGFORMER_DATASETS, best_val_miou, run, training_parser
 from dlvc.trainer import CHECKPOINT_NAME
 from dlvc.viz import plot_runs
 
@@ -86,8 +86,9 @@ def main(args: argparse.Namespace, passed_on: list[str]) -> None:
     path = plot_runs(histories, args.out / "comparison.png", title=f"SegFormer on {args.target}: scratch or fine-tuned from {args.source}")
     print(f"\n{'run':<26} {'best val mIoU':>13} {'last train loss':>16}")
     for label, history in histories.items():
-        best = max((row["val_miou"] for row in history if row["val_miou"] is not None), default=float("nan"))
-        print(f"{label:<26} {best:>13.4f} {history[-1]['train_loss']:>16.4f}")
+        best = best_val_miou(history)
+        shown = "-" if best is None else f"{best:.4f}"
+        print(f"{label:<26} {shown:>13} {history[-1]['train_loss']:>16.4f}")
     print(f"plot: {path}")
 
 

@@ -246,8 +246,13 @@ def run(args: argparse.Namespace) -> list[dict]:
             path = model.save(args.out, ENCODER_FILE_SUFFIX, only=("encoder",))
             print(f"--pretrain: wrote the best model's encoder to {path}; fine-tune with --finetune {path}")
         if process.is_main:
-            best = max((row["val_miou"] for row in history if row["val_miou"] is not None), default=None)
+            best = best_val_miou(history)
             print(f"best val mIoU {best:.4f}; run folder: {os.fspath(args.out)}" if best is not None else f"run folder: {os.fspath(args.out)}")
         return history
     finally:
         distributed.shutdown()
+
+
+def best_val_miou(history: list[dict]) -> float | None:
+    """The highest validation mIoU of a run's history; None before any validation."""
+    return max((row["val_miou"] for row in history if row["val_miou"] is not None), default=None)

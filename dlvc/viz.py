@@ -17,6 +17,8 @@ import torch  # noqa: E402
 from .constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 IGNORE_COLOR = (255, 255, 255)
+METRIC_NAMES = {"loss": "loss", "miou": "mIoU"}
+"""How the history's metrics (``train_loss``, ``val_miou``, ...) are named on the plots."""
 
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:
@@ -73,7 +75,7 @@ def plot_runs(runs: Mapping[str, Sequence[dict]], path: str | os.PathLike, title
             for name, history in runs.items():
                 _plot_series(axis, history, f"{split}_{key}", "-o", label=name)
             _label_axis(axis, "epoch" if key == "miou" else None, key)
-            axis.set_title(f"{split} {'mIoU' if key == 'miou' else 'loss'}")
+            axis.set_title(f"{split} {METRIC_NAMES[key]}")
     if title:
         figure.suptitle(title)
     figure.tight_layout()
@@ -91,7 +93,7 @@ def _plot_series(axis, history: Sequence[dict], column: str, style: str, label: 
 def _label_axis(axis, x_label: str | None, key: str) -> None:
     if x_label:
         axis.set_xlabel(x_label)
-    axis.set_ylabel("mIoU" if key == "miou" else "loss")
+    axis.set_ylabel(METRIC_NAMES[key])
     axis.grid(alpha=0.3)
     if axis.get_legend_handles_labels()[0]:
         axis.legend()

@@ -1,8 +1,6 @@
 """Pretraining and fine-tuning SegFormer: train_segformer.py's --pretrain, --finetune and --strategy, and compare_finetuning.py."""
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,31 +12,16 @@ from dlvc.models.pspnet import PSPNet
 from dlvc.models.segformer import SegFormer
 from dlvc.models.segmenter import DeepSegmenter
 from dlvc.optim import build_optimizer, parameter_groups
+from top_level_scripts import import_script, run_script
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--train-samples", "8", "--val-samples", "4", "--batch-size", "4", "--image-size", "32", "--workers", "0",
     "--device", "cpu", "--no-progress",
 ]  # fmt: skip
 
 
-def import_script(name: str):
-    sys.path.insert(0, str(REPOSITORY_ROOT))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(REPOSITORY_ROOT))
-
-
 train_segformer = import_script("train_segformer")
 compare_finetuning = import_script("compare_finetuning")
-
-
-def run_script(*arguments, expect_success=True):
-    result = subprocess.run([sys.executable, *map(str, arguments)], cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=600)
-    if expect_success:
-        assert result.returncode == 0, f"{' '.join(map(str, arguments))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 def segformer(num_classes: int) -> DeepSegmenter:

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,19 +12,13 @@ from dlvc.datasets.synthetic import SyntheticPets
 from dlvc.metrics import SegMetrics
 from dlvc.models.segmenter import DeepSegmenter
 from dlvc.models.unet import UNet
+from top_level_scripts import import_script, run_script
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 TINY_RUN = [
     "--dataset", "synthetic-pets", "--model", "unet", "--unet-width", "4", "--unet-depth", "2",
     "--train-samples", "16", "--val-samples", "8", "--batch-size", "4", "--workers", "0",
     "--device", "cpu", "--val-frequency", "1", "--no-progress",
 ]  # fmt: skip
-
-
-def run_script(*arguments, launcher=(sys.executable,)):
-    result = subprocess.run([*launcher, *map(str, arguments)], cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"{' '.join(map(str, arguments))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 def csv_rows(folder: Path) -> list[dict]:
@@ -41,12 +34,7 @@ def test_train_py_documents_every_flag():
 
 
 def test_train_py_defaults_are_the_course_reference_settings():
-    sys.path.insert(0, str(REPOSITORY_ROOT))
-    try:
-        import train
-    finally:
-        sys.path.remove(str(REPOSITORY_ROOT))
-    args = train.parse_args([])
+    args = import_script("train").parse_args([])
     settings = (args.dataset, args.model, args.optimizer, args.lr, args.scheduler, args.gamma, args.batch_size, args.val_frequency)
     assert settings == ("oxford", "fcn", "adamw", 1e-3, "exponential", 0.98, 64, 2)
 
@@ -70,7 +58,7 @@ def test_train_py_trains_resumes_and_viz_pets_draws(tmp_path):
 def test_train_py_refuses_to_overwrite_a_run(tmp_path):
     out = tmp_path / "run"
     run_script("train.py", *TINY_RUN, "--epochs", "1", "--out", out)
-    result = subprocess.run([sys.executable, "train.py", *TINY_RUN, "--epochs", "1", "--out", str(out)], cwd=REPOSITORY_ROOT, capture_output=True, text=True)
+    result = run_script("train.py", *TINY_RUN, "--epochs", "1", "--out", out, expect_success=False)
     assert result.returncode != 0 and "--resume" in result.stderr
 
 

@@ -51,8 +51,7 @@ class DeepSegmenter(nn.Module):
         """
         state = self.net.state_dict()
         if only is not None:
-            prefixes = self._prefixes(only)
-            state = {key: value for key, value in state.items() if key.split(".")[0] in prefixes}
+            state = _parts_of(state, self._prefixes(only))
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / (f"model_{suffix}.pt" if suffix else "model.pt")
@@ -83,7 +82,7 @@ class DeepSegmenter(nn.Module):
         if prefixes is None:
             self.net.load_state_dict(state)
             return list(state)
-        selected = {key: value for key, value in state.items() if key.split(".")[0] in prefixes}
+        selected = _parts_of(state, prefixes)
         if not selected:
             raise ValueError(f"only={only}: {path} holds no weights under {sorted(prefixes)}; its parts are {sorted({k.split('.')[0] for k in state})}")
         own = self.net.state_dict()
@@ -92,7 +91,7 @@ class DeepSegmenter(nn.Module):
                 raise ValueError(f"{path}: {key} does not exist in this {type(self.net).__name__}")
             if own[key].shape != value.shape:
                 raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, this model expects {tuple(own[key].shape)}")
-        missing = sorted(key for key in own if key.split(".")[0] in prefixes and key not in selected)
+        missing = sorted(_parts_of(own, prefixes).keys() - selected.keys())
         if missing:
             raise ValueError(f"{path}: lacks {len(missing)} of the weights of {sorted(prefixes)}, such as {missing[:3]}; was it saved from another model?")
         self.net.load_state_dict(selected, strict=False)
@@ -114,3 +113,8 @@ class DeepSegmenter(nn.Module):
                 raise ValueError(f"only: {type(self.net).__name__} has no part {part!r}; its parts are {sorted(children)}")
             prefixes.update(found)
         return prefixes
+
+
+def _parts_of(state: dict, prefixes: set[str]) -> dict:
+    """The entries of a state dict that belong to the top-level parts named in ``prefixes``."""
+    return {key: value for key, value in state.items() if key.split(".")[0] in prefixes}
