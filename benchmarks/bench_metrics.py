@@ -9,11 +9,18 @@ tenth of the target pixels set to the ignore label), for uint8 and for int64 lab
 - a per-class Python loop: for each class, the intersection and the union from
   boolean masks.
 
-Each time is the median of ``--repeats`` runs, the three methods taking turns; the ratios say how many times slower
-the other two are than SegMetrics. Run it with ``python benchmarks/bench_metrics.py``.
+The three are first checked to give the same IoU on the batch, so that the ratios
+compare like with like. Each time is the median of ``--repeats`` runs, the three
+methods taking turns; the ratios say how many times slower the other two are than
+SegMetrics. Beside the wall time, each line shows the CPU time the operating system
+spent for the call (mostly on page faults: every fresh temporary tensor of a few MB is
+new memory to map) and the number of page faults, where the platform reports them.
+On a shared machine that kernel time varies from run to run, and with it the ratios.
+Run it with ``python benchmarks/bench_metrics.py``.
 """
 
 import argparse
+import math
 import statistics
 import time
 
@@ -22,6 +29,11 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from dlvc.constants import IGNORE_INDEX
 from dlvc.metrics import SegMetrics
+
+try:
+    import resource  # kernel time and page faults of this process; Unix only
+except ImportError:
+    resource = None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,21 +47,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def median_seconds(functions: dict, repeats: int) -> dict[str, float]:
-    """Median wall time of each of ``functions`` (name -> callable) over ``repeats`` runs.
+def kernel_seconds_and_faults() -> tuple[float, float]:
+    """CPU seconds this process has spent in the kernel, and its minor page faults; NaN where unknown."""
+    if resource is None:
+        return math.nan, math.nan
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_stime, usage.ru_minflt
+
+
+def median_costs(functions: dict, repeats: int) -> dict[str, dict[str, float]]:
+    """Median wall seconds, kernel seconds and page faults of each of ``functions`` (name -> callable).
 
     The functions take turns within each repeat, so that a busy machine slows them alike;
     each runs once untimed first.
     """
-    times = {name: [] for name in functions}
+    costs = {name: {"wall": [], "kernel": [], "faults": []} for name in functions}
     for function in functions.values():
         function()
     for _ in range(repeats):
         for name, function in functions.items():
+            kernel_before, faults_before = kernel_seconds_and_faults()
             start = time.perf_counter()
             function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(runs) for name, runs in times.items()}
+            wall = time.perf_counter() - start
+            kernel_after, faults_after = kernel_seconds_and_faults()
+            costs[name]["wall"].append(wall)
+            costs[name]["kernel"].append(kernel_after - kernel_before)
+            costs[name]["faults"].append(faults_after - faults_before)
+    return {name: {key: statistics.median(values) for key, values in runs.items()} for name, runs in costs.items()}
 
 
 def per_class_loop(prediction: torch.Tensor, target: torch.Tensor, num_classes: int) -> list[tuple[int, int]]:
@@ -61,6 +86,20 @@ def per_class_loop(prediction: torch.Tensor, target: torch.Tensor, num_classes: 
         expected = target == label
         counts.append((int((predicted & expected).sum()), int((predicted | expected).sum())))
     return counts
+
+
+def check_agreement(prediction: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
+    """Raise RuntimeError unless the three methods give the same IoU of each class on this batch."""
+    metrics = SegMetrics(range(num_classes))
+    metrics.update(prediction, target)
+    counts = per_class_loop(prediction, target, num_classes)
+    loop_iou = torch.tensor([intersection / union if union else math.nan for intersection, union in counts], dtype=torch.float64)
+    if not torch.allclose(metrics.iou(), loop_iou, rtol=0, atol=1e-12, equal_nan=True):
+        raise RuntimeError(f"SegMetrics and the per-class loop disagree: IoU {metrics.iou().tolist()} against {loop_iou.tolist()}")
+    jaccard = MulticlassJaccardIndex(num_classes=num_classes, ignore_index=IGNORE_INDEX)
+    jaccard.update(prediction, target)
+    if abs(jaccard.compute().item() - metrics.mIoU()) > 1e-6:
+        raise RuntimeError(f"SegMetrics and torchmetrics disagree: mIoU {metrics.mIoU()} against {jaccard.compute().item()}")
 
 
 def random_labels(shape, num_classes: int, ignored: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,9 +117,10 @@ def main(args: argparse.Namespace) -> None:
     prediction, target = random_labels(tuple(args.batch), args.classes, args.ignored, args.seed)
     for dtype in (torch.uint8, torch.int64):
         labels, expected = prediction.to(dtype), target.to(dtype)
+        check_agreement(labels, expected, args.classes)
         metrics = SegMetrics(range(args.classes))
         jaccard = MulticlassJaccardIndex(num_classes=args.classes, ignore_index=IGNORE_INDEX)
-        times = median_seconds(
+        costs = median_costs(
             {
                 "SegMetrics.update": lambda: metrics.update(labels, expected),
                 "torchmetrics update": lambda: jaccard.update(labels, expected),
@@ -88,10 +128,11 @@ def main(args: argparse.Namespace) -> None:
             },
             args.repeats,
         )
-        ours = times["SegMetrics.update"]
+        ours = costs["SegMetrics.update"]["wall"]
         print(f"{dtype} labels, shape {tuple(args.batch)}, {args.classes} classes:")
-        for name, seconds in times.items():
-            print(f"  {name:<20} {1000 * seconds:9.2f} ms  {seconds / ours:7.1f}x SegMetrics")
+        print(f"  {'method':<20} {'wall ms':>9} {'x SegMetrics':>13} {'kernel ms':>10} {'page faults':>12}")
+        for name, cost in costs.items():
+            print(f"  {name:<20} {1000 * cost['wall']:9.2f} {cost['wall'] / ours:13.1f} {1000 * cost['kernel']:10.1f} {cost['faults']:12.0f}")
 
 
 if __name__ == "__main__":
