@@ -98,8 +98,9 @@ def check_agreement(prediction: torch.Tensor, target: torch.Tensor, num_classes:
         raise RuntimeError(f"SegMetrics and the per-class loop disagree: IoU {metrics.iou().tolist()} against {loop_iou.tolist()}")
     jaccard = MulticlassJaccardIndex(num_classes=num_classes, ignore_index=IGNORE_INDEX)
     jaccard.update(prediction, target)
-    if abs(jaccard.compute().item() - metrics.mIoU()) > 1e-6:
-        raise RuntimeError(f"SegMetrics and torchmetrics disagree: mIoU {metrics.mIoU()} against {jaccard.compute().item()}")
+    jaccard_miou = jaccard.compute().item()
+    if abs(jaccard_miou - metrics.mIoU()) > 1e-6:
+        raise RuntimeError(f"SegMetrics and torchmetrics disagree: mIoU {metrics.mIoU()} against {jaccard_miou}")
 
 
 def random_labels(shape, num_classes: int, ignored: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
