@@ -4,6 +4,13 @@
 student's checkout, or a folder of generated stubs) instead of this repository's
 reference build. Subprocesses started by the tests see the same package through
 ``PYTHONPATH``.
+
+The graded suites in ``tests/hidden`` are different: they never import the
+package under test. ``pytest tests/hidden/assignment1 --impl PATH`` runs PATH's
+package in sandboxed workers while this process holds the reference build, which
+the graded tests compare with (:mod:`dlvc.course.graded`). So ``--impl`` cannot
+mix the graded suites with the other tests in one run. The grading options are
+declared here, before anything imports ``dlvc``.
 """
 
 import os
@@ -13,6 +20,7 @@ from pathlib import Path
 import pytest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+HIDDEN = REPOSITORY_ROOT / "tests" / "hidden"
 
 
 def pytest_addoption(parser):
@@ -22,21 +30,52 @@ def pytest_addoption(parser):
         default=None,
         help="folder holding the dlvc package to test (default: this repository's reference build)",
     )
+    group = parser.getgroup("dlvc grading", "the graded suites in tests/hidden (see dlvc/course/graded.py)")
+    group.addoption("--grading-seed", type=int, default=None, help="seed of every random input (default: a new one)")
+    group.addoption("--isolation", default=None, choices=("auto", "bwrap", "process", "in-process"), help="how student code is isolated")
+    group.addoption("--time-limits", type=Path, default=None, help="JSON of seconds per session key, measured on the reference build")
+    group.addoption("--time-factor", type=float, default=10.0, help="a session may take this many times the reference's time")
+    group.addoption("--time-floor", type=float, default=10.0, help="... and at least this many seconds")
+    group.addoption("--grading-results", type=Path, default=None, help="append one JSON line per graded test's verdict here")
+    group.addoption("--graded-list", type=Path, default=None, help="write the graded tests (id, title, part, points) here")
+    group.addoption("--timings", type=Path, default=None, help="write the seconds of every worker session here")
+    group.addoption("--sandbox-hide", type=Path, action="append", default=[], help="a folder the sandbox must not show")
+
+
+def _targets(config) -> list[Path]:
+    """The paths the run collects from (command-line arguments without ``::`` parts, or testpaths)."""
+    return [(Path(config.invocation_params.dir) / arg.split("::")[0]).resolve() for arg in config.args]
 
 
 def pytest_configure(config):
     impl = config.getoption("--impl")
-    root = Path(impl).resolve() if impl else REPOSITORY_ROOT
+    targets = _targets(config)
+    graded_only = bool(targets) and all(HIDDEN == target or HIDDEN in target.parents for target in targets)
+    with_graded = any(HIDDEN == target or HIDDEN in target.parents or target in HIDDEN.parents for target in targets)
+    if impl and with_graded and not graded_only:
+        raise pytest.UsageError(
+            "--impl: the graded suites (tests/hidden) run the package in a sandbox and the other tests import it; "
+            "run them separately: pytest tests/hidden/assignment<N> --impl PATH"
+        )
+    in_process_impl = None if graded_only else impl
+    root = Path(in_process_impl).resolve() if in_process_impl else REPOSITORY_ROOT
     if not (root / "dlvc" / "__init__.py").is_file():
         raise pytest.UsageError(f"--impl {impl}: expected a folder holding dlvc/__init__.py, found none in {root}")
-    if "dlvc" in sys.modules:
-        raise pytest.UsageError("dlvc was imported before the tests chose an implementation; run pytest directly")
+    if graded_only and impl and not (Path(impl) / "dlvc" / "__init__.py").is_file():
+        raise pytest.UsageError(f"--impl {impl}: expected a folder holding dlvc/__init__.py")
+    imported = sys.modules.get("dlvc")
+    if imported is not None and Path(imported.__file__).resolve().parent != root / "dlvc":
+        raise pytest.UsageError(f"dlvc was imported from {imported.__file__} before the tests chose {root}; run pytest directly")
     sys.path.insert(0, str(root))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     import dlvc
 
     if Path(dlvc.__file__).resolve().parent != root / "dlvc":
         raise pytest.UsageError(f"imported dlvc from {dlvc.__file__}, expected it from {root / 'dlvc'}")
+    if with_graded:
+        from dlvc.course import graded
+
+        config.pluginmanager.register(graded, "dlvc-graded")
 
 
 def pytest_report_header(config):
@@ -46,4 +85,6 @@ def pytest_report_header(config):
     package = Path(dlvc.__file__).resolve().parent
     overlay = solutions_folder(package) and os.environ.get("DLVC_REFERENCE", "1") != "0"
     kind = "reference build (solutions/ laid over the stubs)" if overlay else "the package as it stands"
+    if config.getoption("--impl") and config.pluginmanager.has_plugin("dlvc-graded"):
+        return [f"graded in sandboxed workers: {Path(config.getoption('--impl')).resolve()}", f"compared with: {package}, {kind}"]
     return f"dlvc under test: {package}, {kind}"

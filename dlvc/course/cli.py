@@ -2,12 +2,15 @@
 
     dlvc stubs            regenerate the student stubs in dlvc/ from solutions/
     dlvc stubs --check    exit 1 and list the stubs that differ from solutions/
+    dlvc grade SUBMISSION... --assignment N --out DIR [--jobs J] [--seed S]
+                          grade a class with the hidden suite (see dlvc/course/grade.py)
 """
 
 import argparse
 import sys
 from pathlib import Path
 
+from . import grade
 from .stubs import MarkerError, generate_stubs
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -19,6 +22,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     stubs = commands.add_parser("stubs", help="generate the student stubs in dlvc/ from solutions/")
     stubs.add_argument("--root", type=Path, default=REPOSITORY_ROOT, help="repository root holding solutions/ and dlvc/ (default: %(default)s)")
     stubs.add_argument("--check", action="store_true", help="write nothing; exit 1 if any stub differs from what solutions/ generates")
+    grading = commands.add_parser(
+        "grade", help="grade submissions with an assignment's hidden suite", description=grade.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    grade.add_arguments(grading)
     return parser.parse_args(argv)
 
 
@@ -40,7 +48,7 @@ def run_stubs(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    commands = {"stubs": run_stubs}
+    commands = {"stubs": run_stubs, "grade": grade.run}
     return commands[args.command](args)
 
 

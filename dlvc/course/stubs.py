@@ -18,6 +18,7 @@ with the file and line.
 
 import ast
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,3 +208,18 @@ def generate_stubs(root: Path, package: str = "dlvc", check: bool = False) -> li
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(stub)
     return changed
+
+
+def copy_package(root: Path, target: Path, package: str = "dlvc", reference: bool = True) -> Path:
+    """Copy ``root/<package>`` to ``target/<package>``; returns ``target``.
+
+    With ``reference`` the solution files are laid over the copy (the reference
+    build as a plain package, markers and all: they are comments); without it the
+    copy holds the stubs, as students receive them. Caches are left out.
+    """
+    root, target = Path(root), Path(target)
+    shutil.copytree(root / package, target / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if reference:
+        for relative in solution_files(root):
+            shutil.copyfile(root / "solutions" / relative, target / package / relative)
+    return target

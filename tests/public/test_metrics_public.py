@@ -142,6 +142,22 @@ def test_several_updates_accumulate():
     assert torch.equal(metrics.confusion_matrix, 2 * CONFUSION_3X3), "each update should add its counts to the matrix"
 
 
+def test_miou_of_two_batches_is_read_from_their_summed_matrix():
+    """Batch 1: target [0, 0], prediction [0, 0]: IoU 0 = 1, mIoU 1.
+    Batch 2: target [0, 1], prediction [1, 1]: IoU 0 = 0, IoU 1 = 1/2, mIoU 1/4.
+
+    The mean of the batches' mIoUs is 5/8. The evaluation's matrix is [[2, 1], [0, 1]]:
+    IoU 0 = 2 / (3 + 2 - 2) = 2/3, IoU 1 = 1 / (1 + 2 - 1) = 1/2, so mIoU = 7/12.
+    """
+    metrics = SegMetrics(["a", "b"])
+    metrics.update(torch.tensor([[[0, 0]]]), torch.tensor([[[0, 0]]]))
+    metrics.update(torch.tensor([[[1, 1]]]), torch.tensor([[[0, 1]]]))
+    assert metrics.mIoU() == pytest.approx(7 / 12), (
+        "mIoU() must be read from the confusion matrix summed over all batches (7/12 here), "
+        "not averaged over the batches' mIoUs (5/8)"
+    )
+
+
 def test_per_image_metrics_reproduce_the_worked_example():
     """Two 4x4 images, 3 classes; the ignored pixels (2 per image) count for nothing.
 

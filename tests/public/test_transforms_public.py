@@ -32,7 +32,7 @@ COLOUR_TOLERANCE = 3
 """Largest difference (of 255) allowed between a pixel and its label's colour."""
 
 GEOMETRIC = {
-    "flip": lambda: PairedRandomHorizontalFlip(p=1.0),
+    "flip": lambda: PairedRandomHorizontalFlip(p=0.5),
     "perspective": lambda: PairedRandomPerspective(distortion_scale=0.5, p=1.0),
     "resized_crop": lambda: PairedRandomResizedCrop((HEIGHT, WIDTH)),
     "rotation": lambda: PairedRandomRotation(degrees=30),
@@ -144,14 +144,14 @@ def test_same_seed_gives_the_same_result(name):
     )
 
 
-@pytest.mark.parametrize("name", ["perspective", "resized_crop", "rotation", "color_jitter"])
+@pytest.mark.parametrize("name", ["flip", "perspective", "resized_crop", "rotation", "color_jitter"])
 def test_each_call_draws_new_parameters(name):
     image, mask = labelled_pair()
     transform = RANDOM[name]()
     torch.manual_seed(0)
-    outputs = [transform(image, mask)[0] for _ in range(4)]
+    outputs = [transform(image, mask)[0] for _ in range(8)]
     assert any(not torch.equal(outputs[0], other) for other in outputs[1:]), (
-        f"{name}: four calls of one transform gave the same image; draw the random parameters inside __call__"
+        f"{name}: eight calls of one transform gave the same image; draw the random parameters inside __call__"
     )
 
 
@@ -178,6 +178,20 @@ def test_flip_with_p_one_mirrors_image_and_mask():
     out_image, out_mask = PairedRandomHorizontalFlip(p=1.0)(image, mask)
     assert torch.equal(out_image, torch.flip(image, dims=[-1])), "flip with p=1: the image should equal torch.flip(image, dims=[-1])"
     assert torch.equal(out_mask, torch.flip(mask, dims=[-1])), "flip with p=1: the mask should equal torch.flip(mask, dims=[-1])"
+
+
+def test_flip_with_p_one_half_flips_image_and_mask_together():
+    image, mask = labelled_pair()
+    flips = []
+    for seed in range(16):
+        out_image, out_mask = run_seeded(PairedRandomHorizontalFlip(p=0.5), seed, image, mask)
+        image_flipped, mask_flipped = torch.equal(out_image, image.flip(-1)), torch.equal(out_mask, mask.flip(-1))
+        assert image_flipped == mask_flipped, (
+            f"flip with p=0.5 (seed {seed}): the image was {'' if image_flipped else 'not '}flipped but the mask was "
+            f"{'' if mask_flipped else 'not '}: draw one random number and flip both or neither"
+        )
+        flips.append(image_flipped)
+    assert any(flips) and not all(flips), f"flip with p=0.5 flipped {sum(flips)} of 16 times; it should flip about half of them"
 
 
 def test_flip_with_p_zero_keeps_image_and_mask():

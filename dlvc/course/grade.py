@@ -1,0 +1,380 @@
+"""``dlvc grade``: grade a whole class with the hidden suite of an assignment.
+
+    dlvc grade submissions/ --assignment 1 --out grades/ [--jobs 2] [--seed 1234]
+
+What happens, in order:
+
+1. Each argument is a submission (a zip, or a folder holding ``dlvc/``) or a folder
+   of submissions. Names come from the zips' and folders' names and must be unique.
+2. ``OUT/.grading/run.json`` records the assignment, the seed (a new random one
+   unless ``--seed`` is given) and the graded tests. A run that was killed and is
+   started again with the same arguments reads the seed from there, skips every
+   submission whose ``OUT/<name>/results.json`` exists, and grades the rest.
+3. The reference build is graded first. Every graded test must pass on it, and
+   the time each worker took becomes that test's calibrated limit
+   (``--time-factor`` times as long, at least ``--time-floor`` seconds), so a slow
+   machine does not fail correct code.
+4. Submissions are graded ``--jobs`` at a time. Each one is unpacked and staged
+   safely (:mod:`dlvc.course.submission`) and graded by a pytest run of its own
+   (forked from a warm runner, :mod:`dlvc.course.runner`) with ``--impl`` on the
+   staged package: the student's code runs in that run's sandboxed workers only. A test that sends no verdict scores
+   zero, with the reason.
+5. Per submission ``OUT/<name>/results.json`` (Gradescope's format) and
+   ``feedback.md``; for the class ``grades.csv``, ``report.md`` and ``scores.png``.
+
+The exit status is 0 whenever grading finished, whatever the students scored;
+2 when it could not start (bad arguments, a suite that fails on the reference).
+Everything the grader writes lies under OUT (temporary files included).
+"""
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .manifest import Manifest, ManifestError, load_manifest
+from .reports import read_results, summary_lines, write_class_reports, write_submission_reports
+from .sandbox import SandboxError, choose_isolation
+from .stubs import copy_package
+from .submission import SubmissionError, find_package_root, stage, submission_name
+from .verdicts import GradedTest, SubmissionResult, Verdict, missing_verdict
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+WORK_DIRNAME = ".grading"
+STARTUP_SECONDS = 300.0
+"""Time a submission's pytest process gets on top of its tests' limits (imports, the sandbox's start)."""
+
+
+class GradeError(Exception):
+    """Grading cannot start; the message says why."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("submissions", nargs="+", type=Path, help="zips, folders holding dlvc/, or folders of those")
+    parser.add_argument("--assignment", type=int, required=True, help="the assignment's number (its manifest: assignments/assignment<N>/assignment.toml)")
+    parser.add_argument("--out", type=Path, required=True, help="the output folder: one folder per submission, grades.csv, report.md")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at a time, one core each (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random inputs (default: a new one, kept in OUT for a restart)")
+    parser.add_argument("--isolation", choices=("auto", "bwrap", "process"), default=None, help="auto: bubblewrap where it works (default); bwrap: insist; process: plain processes")
+    parser.add_argument("--time-factor", type=float, default=10.0, help="a test may take this many times the reference's time (default: %(default)s)")
+    parser.add_argument("--time-floor", type=float, default=10.0, help="... and at least this many seconds (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    grader = None
+    try:
+        grader = ClassGrader(args)
+        return grader.grade()
+    except (GradeError, ManifestError, SandboxError) as error:
+        print(f"dlvc grade: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if grader is not None:
+            grader.close()
+
+
+class ClassGrader:
+    """One grading run over a class: the steps of the module docstring."""
+
+    def __init__(self, args: argparse.Namespace):
+        if args.jobs < 1:
+            raise GradeError(f"--jobs: expected at least 1, got {args.jobs}")
+        self.manifest: Manifest = load_manifest(args.assignment)
+        self.suite = REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{args.assignment}"
+        if not self.suite.is_dir():
+            raise GradeError(f"assignment {args.assignment} has no graded suite at {self.suite}")
+        self.args = args
+        self._runners = threading.local()
+        self._all_runners: list[SuiteRunner] = []
+        self.out = args.out.resolve()
+        self.work = self.out / WORK_DIRNAME
+        self.sources = find_submissions(args.submissions)
+        self.isolation, warning = choose_isolation(args.isolation)
+        if warning:
+            print(f"dlvc grade: {warning}", file=sys.stderr)
+        for folder in ("tmp", "logs", "verdicts", "staging"):
+            (self.work / folder).mkdir(parents=True, exist_ok=True)
+        self.tests = self._collect()
+        self.seed = self._seed()
+        self.calibration = self.work / "calibration.json"
+
+    # ----- set-up -------------------------------------------------------------------------
+
+    def _collect(self) -> list[GradedTest]:
+        """The suite's graded tests, and a check that their points add up to the manifest's."""
+        listing = self.work / "graded-tests.json"
+        log = self.work / "logs" / "collect.log"
+        status = self._runner().run([*self._pytest(), "--collect-only", "--graded-list", str(listing)], self._environment("collect"), log, 600)
+        if status["status"] != 0 or not listing.is_file():
+            raise GradeError(f"could not collect the graded suite {self.suite}:\n{log.read_text()[-3000:]}")
+        tests = [GradedTest.from_json(entry) for entry in json.loads(listing.read_text())]
+        order = {part.id: index for index, part in enumerate(self.manifest.parts)}
+        tests.sort(key=lambda test: order.get(test.part, len(order)))
+        problems = suite_problems(tests, self.manifest)
+        if problems:
+            raise GradeError("the graded suite disagrees with its manifest:\n  " + "\n  ".join(problems))
+        return tests
+
+    def _seed(self) -> int:
+        record = self.work / "run.json"
+        nodeids = [test.nodeid for test in self.tests]
+        if record.is_file():
+            previous = json.loads(record.read_text())
+            if previous["assignment"] != self.manifest.number:
+                raise GradeError(f"{self.out} holds a grading run of assignment {previous['assignment']}; choose another --out")
+            if self.args.seed is not None and self.args.seed != previous["seed"]:
+                raise GradeError(f"{self.out} holds a grading run with seed {previous['seed']}; pass that seed or choose another --out")
+            if previous["tests"] != nodeids:
+                raise GradeError(f"the graded suite changed since {self.out} was graded; choose another --out")
+            return int(previous["seed"])
+        seed = self.args.seed if self.args.seed is not None else secrets.randbelow(2**31)
+        record.write_text(json.dumps({"assignment": self.manifest.number, "seed": seed, "tests": nodeids}, indent=2) + "\n")
+        return seed
+
+    def _calibrate(self) -> None:
+        """Grade the reference build once; its workers' times become the time limits."""
+        if self.calibration.is_file():
+            return
+        package = self.work / "reference"
+        shutil.rmtree(package, ignore_errors=True)
+        copy_package(REPOSITORY_ROOT, package)
+        timings = self.work / "reference-timings.json"
+        result = self._grade_package("reference", package, extra=["--timings", str(timings)], calibrated=False)
+        failed = result.failed()
+        if failed:
+            listed = "\n  ".join(f"{verdict.test.nodeid}: {verdict.message.splitlines()[0] if verdict.message else ''}" for verdict in failed)
+            raise GradeError(f"the graded suite fails on the reference build (fix the suite first):\n  {listed}")
+        os.replace(timings, self.calibration)
+        shutil.rmtree(package, ignore_errors=True)
+
+    # ----- grading --------------------------------------------------------------------------
+
+    def grade(self) -> int:
+        self._calibrate()
+        pending = [source for source in self.sources if read_results(self.out / submission_name(source)) is None]
+        print(
+            f"dlvc grade: assignment {self.manifest.number}, {len(self.sources)} submission(s), "
+            f"{len(self.sources) - len(pending)} already graded, seed {self.seed}, isolation {self.isolation}, {self.args.jobs} job(s)",
+            file=sys.stderr,
+        )
+        with ThreadPoolExecutor(max_workers=self.args.jobs) as pool:
+            futures = [pool.submit(self.grade_submission, source) for source in pending]
+            for future in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission", file=sys.stderr):
+                future.result()
+        results = [self._stored_result(submission_name(source)) for source in self.sources]
+        write_class_reports(self.out, results, self.manifest)
+        for line in summary_lines(results, self.manifest):
+            print(line)
+        return 0
+
+    def grade_submission(self, source: Path) -> SubmissionResult:
+        """Stage, grade and report one submission."""
+        name = submission_name(source)
+        staging = self.work / "staging" / name
+        wanted = [entry.path for entry in self.manifest.submission]
+        try:
+            staged = stage(source, staging, wanted)
+        except SubmissionError as error:
+            reason = f"the submission could not be graded: {error}"
+            result = SubmissionResult(name, self.seed, [missing_verdict(test, reason) for test in self.tests], error=str(error))
+        else:
+            result = self._grade_package(name, staged.root)
+            result.missing = [entry for entry in self.manifest.submission if entry.path in staged.missing]
+            result.notes = list(staged.notes)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self._store_result(result)
+        write_submission_reports(self.out / name, result, self.manifest)
+        return result
+
+    def _grade_package(self, name: str, package_root: Path, extra: tuple[str, ...] = (), calibrated: bool = True) -> SubmissionResult:
+        """Run the suite on one staged package in its own pytest process; every test gets a verdict."""
+        verdicts_file = self.work / "verdicts" / f"{name}.jsonl"
+        verdicts_file.unlink(missing_ok=True)
+        command = [
+            *self._pytest(),
+            "--impl", str(package_root),
+            "--grading-seed", str(self.seed),
+            "--grading-results", str(verdicts_file),
+            "--isolation", self.isolation,
+            "--sandbox-hide", str(self.out),
+            *(["--time-limits", str(self.calibration)] if calibrated else []),
+            "--time-factor", str(self.args.time_factor),
+            "--time-floor", str(self.args.time_floor),
+            *extra,
+        ]
+        for source in self.sources:
+            command += ["--sandbox-hide", str(source.resolve().parent)]
+        seconds = self._submission_seconds(calibrated)
+        outcome = self._runner().run(command, self._environment(name), self.work / "logs" / f"{name}.log", seconds)
+        if outcome["timed_out"]:
+            ended = f"the grader's process for this submission was stopped after {seconds:.0f} s"
+        else:
+            ended = f"the grader's process for this submission ended (status {outcome['status']}) before this test reported"
+        reported = read_verdicts(verdicts_file)
+        verdicts = [
+            Verdict(test, bool(reported[test.nodeid]["passed"]), str(reported[test.nodeid]["message"]), reported[test.nodeid].get("seconds"))
+            if test.nodeid in reported
+            else missing_verdict(test, ended)
+            for test in self.tests
+        ]
+        return SubmissionResult(name, self.seed, verdicts)
+
+    def _submission_seconds(self, calibrated: bool) -> float:
+        if not calibrated or not self.calibration.is_file():
+            return STARTUP_SECONDS + 120.0 * len(self.tests)
+        measured = json.loads(self.calibration.read_text())
+        limits = [max(self.args.time_floor, self.args.time_factor * seconds) for seconds in measured.values()]
+        return STARTUP_SECONDS + sum(limits)
+
+    def _pytest(self) -> list[str]:
+        """pytest's arguments for the suite (the runner calls pytest.main with them)."""
+        return [str(self.suite), "-p", "no:cacheprovider", "-q", "-rN", "--tb=short"]
+
+    def _runner(self) -> "SuiteRunner":
+        """This thread's warm runner (one per job), started on first use."""
+        runner = getattr(self._runners, "runner", None)
+        if runner is None or not runner.alive():
+            runner = self._runners.runner = SuiteRunner(self._environment("runner"), self.work / "logs" / "runner.log")
+            self._all_runners.append(runner)
+        return runner
+
+    def close(self) -> None:
+        for runner in self._all_runners:
+            runner.close()
+
+    def _environment(self, name: str) -> dict[str, str]:
+        temporary = self.work / "tmp" / name
+        temporary.mkdir(parents=True, exist_ok=True)
+        environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "DLVC_REFERENCE")}
+        environment.update(
+            TMPDIR=str(temporary),
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            PYTHONDONTWRITEBYTECODE="1",
+            MPLBACKEND="Agg",
+            MPLCONFIGDIR=str(temporary / "matplotlib"),
+        )
+        return environment
+
+    # ----- the record that class reports are built from --------------------------------------
+
+    def _store_result(self, result: SubmissionResult) -> None:
+        record = {
+            "name": result.name,
+            "seed": result.seed,
+            "verdicts": [verdict.to_json() for verdict in result.verdicts],
+            "missing": [entry.path for entry in result.missing],
+            "notes": result.notes,
+            "error": result.error,
+        }
+        path = self.work / "verdicts" / f"{result.name}.json"
+        temporary = path.with_suffix(".partial")
+        temporary.write_text(json.dumps(record, indent=1))
+        os.replace(temporary, path)
+
+    def _stored_result(self, name: str) -> SubmissionResult:
+        record = json.loads((self.work / "verdicts" / f"{name}.json").read_text())
+        tests = {test.nodeid: test for test in self.tests}
+        verdicts = [Verdict(tests[entry["nodeid"]], entry["passed"], entry["message"], entry["seconds"]) for entry in record["verdicts"]]
+        missing = [entry for entry in self.manifest.submission if entry.path in record["missing"]]
+        return SubmissionResult(name, record["seed"], verdicts, missing, record["notes"], record["error"])
+
+
+class SuiteRunner:
+    """A warm runner process (:mod:`dlvc.course.runner`): runs the suite once per request, in a fork."""
+
+    def __init__(self, environment: dict[str, str], log: Path):
+        with open(log, "a") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dlvc.course.runner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
+                cwd=REPOSITORY_ROOT, env=environment, text=True,
+            )
+        if not self.process.stdout.readline():
+            raise GradeError(f"the grader's runner did not start; see {log}")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def run(self, argv: list[str], environment: dict[str, str], log: Path, seconds: float) -> dict:
+        """Run pytest with ``argv``; ``{"status": exit code or None, "timed_out": bool}``."""
+        request = {"argv": argv, "env": environment, "cwd": str(REPOSITORY_ROOT), "log": str(log), "seconds": seconds}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        return json.loads(reply) if reply else {"status": None, "timed_out": False}
+
+    def close(self) -> None:
+        if self.alive():
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def find_submissions(arguments: list[Path]) -> list[Path]:
+    """The submissions the arguments name: zips, folders holding dlvc/, and the entries of folders of those."""
+    found = []
+    for argument in arguments:
+        if argument.is_file():
+            found.append(argument)
+        elif argument.is_dir() and _is_submission_folder(argument):
+            found.append(argument)
+        elif argument.is_dir():
+            entries = [entry for entry in sorted(argument.iterdir()) if not entry.name.startswith((".", "__"))]
+            found += [entry for entry in entries if entry.is_dir() or entry.suffix.lower() == ".zip"]
+        else:
+            raise GradeError(f"{argument}: no such file or folder")
+    if not found:
+        raise GradeError(f"no submissions found in {', '.join(map(str, arguments))}")
+    names: dict[str, Path] = {}
+    for source in found:
+        name = submission_name(source)
+        if name in names:
+            raise GradeError(f"two submissions are both named {name!r}: {names[name]} and {source}; rename one")
+        if name == WORK_DIRNAME:
+            raise GradeError(f"{source}: a submission may not be named {WORK_DIRNAME!r}")
+        names[name] = source
+    return found
+
+
+def _is_submission_folder(folder: Path) -> bool:
+    try:
+        find_package_root(folder)
+    except SubmissionError:
+        return False
+    return True
+
+
+def suite_problems(tests: list[GradedTest], manifest: Manifest) -> list[str]:
+    """Where the graded tests and the manifest disagree: unknown parts, points that do not add up."""
+    problems = [f"{test.nodeid}: part {test.part!r} is not in {manifest.path}" for test in tests if test.part not in {p.id for p in manifest.parts}]
+    for part in manifest.parts:
+        points = sum(test.points for test in tests if test.part == part.id)
+        if abs(points - part.points) > 1e-9:
+            problems.append(f"part {part.id!r}: its graded tests are worth {points:g} points, the manifest says {part.points:g}")
+    return problems
+
+
+def read_verdicts(path: Path) -> dict[str, dict]:
+    """The verdicts a suite run reported (the last one per test); a torn last line is ignored."""
+    reported = {}
+    if not path.is_file():
+        return reported
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("nodeid"), str):
+            reported[entry["nodeid"]] = entry
+    return reported

@@ -1,0 +1,450 @@
+"""The proof of Assignment 1's graded suite: one ``dlvc grade`` run over a class of known submissions.
+
+The class: the reference build (full points, though its report is missing: that
+costs nothing), the stubbed package (zero), every mutant of
+``tests/hidden/assignment1/mutants`` (points lost in its own part only), and
+hostile submissions, each of which must get exactly the points it earned: an
+infinite loop, a memory bomb, ``os._exit`` at import, a segfault, a fork bomb, a
+print flood, a syntax error, a ``conftest.py`` that marks every test passed,
+monkeypatched ``torch.testing``, a forged ``results.json``, an ``mIoU()`` equal to
+everything, zips with ``../`` paths, a zip bomb, non-UTF-8 names, and code that
+tries to read the reference and the hidden tests, write outside its scratch
+folder and kill the grader. Afterwards nothing may have been written outside the
+output folder, and a restarted run must grade only what was missing and agree.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dlvc.course.manifest import load_manifest
+from dlvc.course.mutants import apply_mutant, load_mutants
+from dlvc.course.sandbox import bwrap_problem, choose_isolation
+from dlvc.course.stubs import copy_package
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = load_manifest(1)
+MUTANTS = load_mutants(REPOSITORY_ROOT / "tests" / "hidden" / "assignment1" / "mutants")
+TOKEN = uuid.uuid4().hex[:12]
+HIDDEN = "tests/hidden/assignment1/"
+SANDBOXED = choose_isolation()[0] == "bwrap"
+
+
+# ----- building submissions -----------------------------------------------------------------
+
+
+def reference(folder: Path) -> Path:
+    return copy_package(REPOSITORY_ROOT, folder)
+
+
+def stubs(folder: Path) -> Path:
+    return copy_package(REPOSITORY_ROOT, folder, reference=False)
+
+
+def inject(package: Path, relative: str, region: int, code: str) -> None:
+    """Insert ``code`` at the start of the ``region``-th solution region of ``dlvc/<relative>``."""
+    path = package / "dlvc" / relative
+    lines = path.read_text().splitlines(keepends=True)
+    begins = [index for index, line in enumerate(lines) if line.strip() == "# BEGIN SOLUTION"]
+    indent = lines[begins[region]][: len(lines[begins[region]]) - len(lines[begins[region]].lstrip())]
+    lines[begins[region] + 1 : begins[region] + 1] = [f"{indent}{line}\n" for line in code.strip("\n").splitlines()]
+    path.write_text("".join(lines))
+
+
+def zip_folder(folder: Path, archive: Path, top: str = "", extra: dict | None = None) -> Path:
+    """Zip ``folder`` as ``top/...``, plus raw ``extra`` entries (name -> bytes) written as given."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zipped.write(path, f"{top}{path.relative_to(folder).as_posix()}")
+        for name, data in (extra or {}).items():
+            zipped.writestr(name, data)
+    return archive
+
+
+def infinite_loop(folder):
+    package = reference(folder)
+    inject(package, "metrics.py", 1, "while True:\n    pass")
+    return package
+
+
+def memory_bomb(folder):
+    package = reference(folder)
+    inject(package, "models/unet.py", 0, "hoard = [bytearray(2**28) for _ in range(64)]")
+    return package
+
+
+def exit_at_import(folder):
+    package = reference(folder)
+    path = package / "dlvc" / "datasets" / "transforms.py"
+    path.write_text("import os\nos._exit(0)\n" + path.read_text())
+    return package
+
+
+def segfault(folder):
+    package = reference(folder)
+    inject(package, "metrics.py", 2, "import ctypes\nctypes.string_at(0)")
+    return package
+
+
+def fork_bomb(folder):
+    package = reference(folder)
+    inject(package, "datasets/transforms.py", 4, "import os\nwhile True:\n    os.fork()")
+    return package
+
+
+def print_flood(folder):
+    package = reference(folder)
+    inject(package, "models/unet.py", 0, "for _ in range(2**20):\n    print('x' * 1024)")
+    return package
+
+
+def syntax_error(folder):
+    package = reference(folder)
+    inject(package, "models/unet.py", 0, "if True\n    pass")
+    return package
+
+
+CONFTEST = """
+import pytest
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    report.outcome = "passed"
+    report.longrepr = None
+"""
+
+
+def conftest_marks_everything_passed(folder):
+    package = stubs(folder)
+    for place in (package, package / "dlvc"):
+        (place / "conftest.py").write_text(CONFTEST)
+    (package / "pytest.ini").write_text("[pytest]\naddopts = -p no:dlvc-graded\n")
+    (package / "sitecustomize.py").write_text("import builtins\nbuiltins.__dict__['GRADED'] = True\n")
+    (package / "torch.py").write_text("raise SystemExit('a fake torch')\n")
+    return package
+
+
+def monkeypatched_checks(folder):
+    package = stubs(folder)
+    init = package / "dlvc" / "__init__.py"
+    init.write_text(
+        init.read_text()
+        + "\nimport torch, torch.testing\n"
+        + "torch.testing.assert_close = lambda *args, **kwargs: None\n"
+        + "torch.allclose = lambda *args, **kwargs: True\n"
+        + "torch.equal = lambda *args, **kwargs: True\n"
+        + "torch.Tensor.__eq__ = lambda self, other: True\n"
+    )
+    return package
+
+
+def forged_results(folder):
+    package = stubs(folder.parent / f"{folder.name}-source")
+    forged = json.dumps({"score": 25.0, "tests": [{"name": "everything", "score": 25, "max_score": 25, "status": "passed"}]})
+    (package / "dlvc" / "results.json").write_text(forged)
+    return zip_folder(package, folder.with_suffix(".zip"), top="group/", extra={"results.json": forged, "group/results.json": forged})
+
+
+def miou_equal_to_everything(folder):
+    package = reference(folder)
+    inject(
+        package,
+        "metrics.py",
+        2,
+        "return type('Everything', (), {'__eq__': lambda self, other: True, '__float__': lambda self: 1.0})()",
+    )
+    return package
+
+
+def zip_with_escaping_paths(folder):
+    package = reference(folder.parent / f"{folder.name}-source")
+    escaping = {
+        f"../../escaped-{TOKEN}.txt": b"outside",
+        f"/tmp/escaped-{TOKEN}.txt": b"absolute",
+        f"group/dlvc/../../../escaped-{TOKEN}-2.txt": b"outside",
+    }
+    archive = zip_folder(package, folder.with_suffix(".zip"), top="group/", extra=escaping)
+    with zipfile.ZipFile(archive, "a") as zipped:
+        link = zipfile.ZipInfo("group/dlvc/link-to-root")
+        link.external_attr = 0o120777 << 16
+        zipped.writestr(link, "/")
+    return archive
+
+
+def zip_bomb(folder):
+    """Five entries of 60 MiB of zeros: each under the limit for one file, 300 MiB in all (the zip is about 300 KB)."""
+    package = reference(folder.parent / f"{folder.name}-source")
+    archive = zip_folder(package, folder.with_suffix(".zip"))
+    chunk = bytes(2**20)
+    with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zipped:
+        for index in range(5):
+            with zipped.open(f"dlvc/weights-{index}.bin", "w", force_zip64=True) as entry:
+                for _ in range(60):
+                    entry.write(chunk)
+    return archive
+
+
+def non_utf8_names(folder):
+    package = reference(folder.parent / f"{folder.name}-source")
+    archive = zip_folder(package, folder.with_suffix(".zip"))
+    with zipfile.ZipFile(archive, "a") as zipped:
+        zipped.writestr("dlvc/notes-cafX.txt", b"notes")  # an ASCII name, so no UTF-8 flag; its bytes are changed below
+    data = archive.read_bytes().replace(b"notes-cafX", b"notes-caf\x82")
+    archive.write_bytes(data)
+    return archive
+
+
+def tampered_folders(out: Path, submissions: Path) -> list[Path]:
+    """Where the tampering submission tries to write (its sandbox's own /tmp is its scratch: allowed)."""
+    return [REPOSITORY_ROOT, out, out / "reference", submissions, Path("/var/tmp")]
+
+
+def snoop_and_tamper(folder, out: Path, submissions: Path):
+    """Reads what the worker must not see, writes where it must not, signals what it must not; wrong answers if any works."""
+    package = reference(folder)
+    secrets = [
+        REPOSITORY_ROOT / "solutions" / "metrics.py",
+        REPOSITORY_ROOT / HIDDEN / "test_metric.py",
+        out / ".grading" / "run.json",
+        submissions / "reference" / "dlvc" / "metrics.py",
+    ]
+    targets = [path / f"tampered-{TOKEN}" for path in tampered_folders(out, submissions)]
+    inject(
+        package,
+        "metrics.py",
+        0,
+        f"import os, signal\n"
+        f"worked = []\n"
+        f"for path in {[str(path) for path in secrets]!r}:\n"
+        f"    try:\n        open(path).read(1)\n        worked.append(path)\n    except OSError:\n        pass\n"
+        f"for path in {[str(path) for path in targets]!r}:\n"
+        f"    try:\n        open(path, 'w').write('x')\n        worked.append(path)\n    except OSError:\n        pass\n"
+        f"for pid in (os.getppid(), 1):\n"
+        f"    try:\n        os.kill(pid, signal.SIGKILL)\n        worked.append(pid)\n    except OSError:\n        pass\n"
+        f"if worked:\n    self.num_classes += 1",
+    )
+    return package
+
+
+def package_missing(folder):
+    source = folder.parent / f"{folder.name}-source"
+    source.mkdir(parents=True)
+    (source / "report.pdf").write_text("a report without code")
+    return zip_folder(source, folder.with_suffix(".zip"))
+
+
+def graded_in(graded: list[dict], file: str, but: tuple[str, ...] = ()) -> set[str]:
+    return {test["nodeid"] for test in graded if test["nodeid"].startswith(HIDDEN + file) and not any(part in test["nodeid"] for part in but)}
+
+
+def graded_named(graded: list[dict], *fragments: str) -> set[str]:
+    return {test["nodeid"] for test in graded if any(fragment in test["nodeid"] for fragment in fragments)}
+
+
+def every_test(graded: list[dict]) -> set[str]:
+    return {test["nodeid"] for test in graded}
+
+
+@dataclass
+class Hostile:
+    """A hostile submission: how to build it, and the graded tests it must fail (all others it must pass)."""
+
+    build: object
+    fails: object
+    reason: str = ""
+    ungradable: bool = False
+    sandbox_only: bool = False
+
+
+HOSTILE = {
+    "infinite-loop-in-update": Hostile(infinite_loop, lambda g: graded_in(g, "test_metric.py", but=("rejects_inputs",)), "timed out"),
+    "memory-bomb": Hostile(memory_bomb, lambda g: graded_in(g, "test_unet.py"), "memory limit"),
+    "exit-at-import": Hostile(exit_at_import, lambda g: graded_in(g, "test_augmentations.py"), "exited with status 0"),
+    "segfault": Hostile(segfault, lambda g: graded_named(g, "test_miou_"), "SIGSEGV"),
+    "fork-bomb": Hostile(fork_bomb, lambda g: graded_named(g, "test_rotation_"), "PermissionError"),
+    "print-flood": Hostile(print_flood, lambda g: graded_in(g, "test_unet.py"), "printed more than"),
+    "syntax-error": Hostile(syntax_error, lambda g: graded_in(g, "test_unet.py"), "SyntaxError"),
+    "conftest-marks-everything-passed": Hostile(conftest_marks_everything_passed, every_test, "NotImplementedError"),
+    "monkeypatched-torch-checks": Hostile(monkeypatched_checks, every_test, "NotImplementedError"),
+    "forged-results-json": Hostile(forged_results, every_test, "NotImplementedError"),
+    "miou-equal-to-everything": Hostile(miou_equal_to_everything, lambda g: graded_named(g, "test_miou_"), "expected a number"),
+    "zip-with-escaping-paths": Hostile(zip_with_escaping_paths, lambda g: set()),
+    "zip-bomb": Hostile(zip_bomb, every_test, "zip bomb", ungradable=True),
+    "non-utf8-names": Hostile(non_utf8_names, lambda g: set()),
+    "package-missing": Hostile(package_missing, every_test, "no dlvc/ package folder", ungradable=True),
+    "snoop-and-tamper": Hostile(snoop_and_tamper, lambda g: set(), sandbox_only=True),
+}
+
+
+# ----- the grading run ---------------------------------------------------------------------------
+
+
+@dataclass
+class GradingRun:
+    out: Path
+    submissions: Path
+    command: list[str]
+    environment: dict
+    output: str
+    graded: list[dict]
+    outside_before: dict
+    outside_after: dict
+    watched: list[Path]
+
+    def results(self, name: str) -> dict:
+        return json.loads((self.out / name / "results.json").read_text())
+
+    def failed(self, name: str) -> set[str]:
+        return {test["extra_data"]["nodeid"] for test in self.results(name)["tests"] if test["status"] == "failed" and "nodeid" in test["extra_data"]}
+
+    def messages(self, name: str) -> dict[str, str]:
+        return {test["extra_data"].get("nodeid", test["name"]): test["output"] for test in self.results(name)["tests"] if test["status"] == "failed"}
+
+    def parts(self, name: str) -> dict[str, float]:
+        return {part: values["score"] for part, values in self.results(name)["extra_data"]["parts"].items()}
+
+
+def snapshot(folders: list[Path]) -> dict:
+    """Every file under ``folders`` (the .git folder left out) with its size and modification time."""
+    files = {}
+    for folder in folders:
+        for root, directories, names in os.walk(folder):
+            directories[:] = [name for name in directories if name != ".git"]
+            for name in names:
+                path = Path(root) / name
+                try:
+                    status = path.lstat()
+                except FileNotFoundError:
+                    continue
+                files[str(path)] = (status.st_size, status.st_mtime_ns)
+    return files
+
+
+def build_class(submissions: Path, out: Path) -> None:
+    submissions.mkdir()
+    reference(submissions / "reference")
+    stubs(submissions / "stubs")
+    for mutant in MUTANTS:
+        package = reference(submissions / f"mutant-{mutant.name}")
+        apply_mutant(mutant, package)
+        (package / "report.pdf").write_text("a report")
+    for name, hostile in HOSTILE.items():
+        if hostile.sandbox_only and not SANDBOXED:
+            continue
+        if hostile.build is snoop_and_tamper:
+            snoop_and_tamper(submissions / f"hostile-{name}", out, submissions)
+        else:
+            hostile.build(submissions / f"hostile-{name}")
+    for source in [path for path in submissions.iterdir() if path.name.endswith("-source")]:
+        shutil.move(source, submissions.parent / source.name)
+
+
+@pytest.fixture(scope="module")
+def grading(tmp_path_factory) -> GradingRun:
+    base = tmp_path_factory.mktemp("class")
+    submissions, out = base / "submissions", base / "grades"
+    build_class(submissions, out)
+    watched = [base / "home", base / "tmp"]
+    for folder in watched:
+        folder.mkdir()
+    environment = {**os.environ, "HOME": str(watched[0]), "TMPDIR": str(watched[1])}
+    command = [sys.executable, "-m", "dlvc.course.cli", "grade", str(submissions), "--assignment", "1", "--out", str(out), "--jobs", "2", "--time-floor", "5"]
+    outside = [REPOSITORY_ROOT, submissions]
+    before = snapshot(outside)
+    result = subprocess.run(command, cwd=REPOSITORY_ROOT, env=environment, capture_output=True, text=True, timeout=3600)
+    after = snapshot(outside)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"dlvc grade failed:\n{output[-5000:]}"
+    graded = json.loads((out / ".grading" / "graded-tests.json").read_text())
+    return GradingRun(out, submissions, command, environment, output, graded, before, after, watched)
+
+
+def test_reference_build_gets_full_points_and_a_missing_report_costs_nothing(grading):
+    results = grading.results("reference")
+    assert not grading.failed("reference"), f"the reference build failed graded tests: {grading.messages('reference')}"
+    assert results["score"] == MANIFEST.total_points
+    assert results["extra_data"]["missing"] == ["report.pdf"], "the reference submission has no report.pdf; the feedback must name it"
+    assert "report.pdf" in (grading.out / "reference" / "feedback.md").read_text()
+
+
+def test_stubbed_package_gets_zero(grading):
+    assert grading.results("stubs")["score"] == 0
+    assert grading.failed("stubs") == every_test(grading.graded)
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[mutant.name for mutant in MUTANTS])
+def test_mutant_loses_points_in_its_own_part_only(grading, mutant):
+    name = f"mutant-{mutant.name}"
+    parts = grading.parts(name)
+    lost = {part.id: part.points - parts[part.id] for part in MANIFEST.parts if parts[part.id] < part.points}
+    assert set(lost) == {mutant.part}, f"{mutant.name} ({mutant.mistake}) lost points in {lost or 'no part'}, expected in {mutant.part!r} only"
+    for nodeid, message in grading.messages(name).items():
+        assert "error of its own" not in message and "no verdict" not in message, f"{mutant.name}: {nodeid} reported {message!r}"
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_submission_gets_exactly_the_points_it_earned(grading, name):
+    hostile = HOSTILE[name]
+    if hostile.sandbox_only and not SANDBOXED:
+        pytest.skip(f"needs the bubblewrap sandbox: {bwrap_problem()}")
+    results = grading.results(f"hostile-{name}")
+    expected = hostile.fails(grading.graded)
+    assert grading.failed(f"hostile-{name}") == expected, (
+        f"{name}: failed {sorted(grading.failed(f'hostile-{name}') - expected)} unexpectedly, "
+        f"passed {sorted(expected - grading.failed(f'hostile-{name}'))} unexpectedly"
+    )
+    earned = sum(test["points"] for test in grading.graded if test["nodeid"] not in expected)
+    assert results["score"] == earned
+    assert (results["extra_data"]["error"] is not None) == hostile.ungradable, f"{name}: error {results['extra_data']['error']!r}"
+    if hostile.reason:
+        shown = "\n".join(grading.messages(f"hostile-{name}").values()) + str(results["extra_data"]["error"])
+        assert hostile.reason in shown, f"{name}: the feedback should give the reason {hostile.reason!r}; it says:\n{shown[:2000]}"
+
+
+def test_grading_writes_nothing_outside_its_output_folder(grading):
+    changed = {path for path in grading.outside_before.keys() | grading.outside_after.keys() if grading.outside_before.get(path) != grading.outside_after.get(path)}
+    assert not changed, f"dlvc grade changed files outside --out: {sorted(changed)[:20]}"
+    for folder in grading.watched:
+        assert not any(folder.iterdir()), f"dlvc grade wrote into {folder}: {sorted(os.listdir(folder))}"
+    canaries = [folder / f"tampered-{TOKEN}" for folder in tampered_folders(grading.out, grading.submissions)]
+    canaries += [grading.out.parent / f"escaped-{TOKEN}.txt", Path("/tmp") / f"escaped-{TOKEN}.txt"]
+    escaped = [path for path in canaries if path.exists()]
+    assert not escaped, f"student code wrote {escaped}"
+
+
+def test_grades_csv_has_a_row_per_submission_and_a_column_per_part(grading):
+    lines = (grading.out / "grades.csv").read_text().splitlines()
+    assert lines[0] == ",".join(["submission", *(part.id for part in MANIFEST.parts), "total"])
+    names = {line.split(",")[0] for line in lines[1:]}
+    assert names == {path.name.removesuffix(".zip") for path in grading.submissions.iterdir()}
+    assert (grading.out / "report.md").is_file() and (grading.out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_results_record_the_seed_of_the_run(grading):
+    seed = json.loads((grading.out / ".grading" / "run.json").read_text())["seed"]
+    results = grading.results("reference")
+    assert results["extra_data"]["seed"] == seed and all(test["extra_data"]["seed"] == seed for test in results["tests"])
+
+
+def test_a_restarted_run_grades_only_what_was_left_and_agrees(grading):
+    name = f"mutant-{MUTANTS[0].name}"
+    before = grading.results(name)
+    (grading.out / name / "results.json").unlink()
+    result = subprocess.run(grading.command, cwd=REPOSITORY_ROOT, env=grading.environment, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    total = len(list(grading.submissions.iterdir()))
+    assert f"{total} submission(s), {total - 1} already graded" in result.stderr, result.stderr[-2000:]
+    after = grading.results(name)
+    assert after["score"] == before["score"]
+    assert [(test["name"], test["status"]) for test in after["tests"]] == [(test["name"], test["status"]) for test in before["tests"]]

@@ -1,0 +1,66 @@
+"""The mutant corpus: at least two known mistakes per TODO, each patch still fits the reference, and the public tests catch every one they can see."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlvc.course.manifest import load_manifest
+from dlvc.course.mutants import MutantError, apply_mutant, load_mutants, parse_mutant
+from dlvc.course.stubs import copy_package
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = load_manifest(1)
+MUTANTS = load_mutants(REPOSITORY_ROOT / "tests" / "hidden" / "assignment1" / "mutants")
+
+
+def mutated(mutant, folder: Path) -> Path:
+    package = copy_package(REPOSITORY_ROOT, folder)
+    apply_mutant(mutant, package)
+    return package
+
+
+def test_every_todo_of_assignment_1_has_at_least_two_mutants():
+    for part in MANIFEST.parts:
+        for todo in part.todos:
+            count = sum(mutant.todo == todo for mutant in MUTANTS)
+            assert count >= 2, f"TODO {todo} ({part.id}) has {count} mutant(s); the corpus needs at least two per TODO"
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[mutant.name for mutant in MUTANTS])
+def test_mutant_names_the_part_of_its_todo_and_changes_the_reference(mutant, tmp_path):
+    assert mutant.todo in MANIFEST.part(mutant.part).todos, f"{mutant.name}: TODO {mutant.todo} is not in part {mutant.part}"
+    package = mutated(mutant, tmp_path)
+    original = (REPOSITORY_ROOT / "solutions" / mutant.path.removeprefix("dlvc/")).read_text()
+    assert (package / mutant.path).read_text() != original, f"{mutant.name} changes nothing"
+    compile((package / mutant.path).read_text(), mutant.path, "exec")
+
+
+def test_a_mutant_that_no_longer_fits_fails_loudly(tmp_path):
+    stale = tmp_path / "stale.diff"
+    stale.write_text("Mistake: x\nPart: metric\nTODO: 2\nPublic: caught\n--- a/dlvc/metrics.py\n+++ b/dlvc/metrics.py\n@@ -1,1 +1,1 @@\n-no such line\n+other\n")
+    with pytest.raises(MutantError, match="does not fit dlvc/metrics.py"):
+        apply_mutant(parse_mutant(stale), copy_package(REPOSITORY_ROOT, tmp_path / "package"))
+
+
+def test_a_mutant_without_its_header_is_refused(tmp_path):
+    bare = tmp_path / "bare.diff"
+    bare.write_text("--- a/dlvc/metrics.py\n+++ b/dlvc/metrics.py\n@@ -1 +1 @@\n-a\n+b\n")
+    with pytest.raises(MutantError, match="the header lacks Mistake, Part, TODO, Public"):
+        parse_mutant(bare)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[mutant.name for mutant in MUTANTS])
+def test_public_tests_catch_the_mutants_they_can_see(mutant, tmp_path):
+    """A mutant marked 'caught' must fail its part's public tests; one marked 'unseen' must pass them (the label is true)."""
+    mutated(mutant, tmp_path)
+    tests = list(MANIFEST.part(mutant.part).public_tests)
+    command = [sys.executable, "-m", "pytest", *tests, "--impl", str(tmp_path), "-q", "-x", "-p", "no:cacheprovider", "--tb=line"]
+    result = subprocess.run(command, cwd=REPOSITORY_ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    if mutant.public_catches:
+        assert result.returncode == 1, f"{mutant.name} ({mutant.mistake}) passes the public tests {tests}:\n{result.stdout[-2000:]}"
+    else:
+        assert result.returncode == 0, f"{mutant.name} is marked '{mutant.public}' but the public tests catch it; mark it caught:\n{result.stdout[-2000:]}"

@@ -1,0 +1,225 @@
+"""The sandboxed worker: calls go in and data comes back; what goes wrong comes back as a reason; nothing gets out.
+
+Every behaviour is checked with plain worker processes and with bubblewrap. The
+bubblewrap tests are skipped only where bwrap cannot run; with
+``DLVC_SANDBOX=bwrap`` (as in CI) they fail instead of skipping.
+"""
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlvc.course.sandbox import Limits, Sandbox, SandboxError, StudentError, WorkerEnded, bwrap_problem, choose_isolation
+from dlvc.course.stubs import copy_package
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+ISOLATIONS = ["process", "bwrap"]
+
+
+def require(isolation: str) -> None:
+    if isolation != "bwrap" or bwrap_problem() is None:
+        return
+    if os.environ.get("DLVC_SANDBOX") == "bwrap":
+        pytest.fail(f"DLVC_SANDBOX=bwrap but {bwrap_problem()}")
+    pytest.skip(f"bubblewrap cannot run here: {bwrap_problem()}")
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    return copy_package(REPOSITORY_ROOT, tmp_path_factory.mktemp("submission"))
+
+
+def open_sandbox(isolation: str, package: Path, tmp_path_factory) -> Sandbox:
+    """A sandbox on ``package`` that must also hide a folder holding ``secret.txt`` (its path: ``sandbox.secret``)."""
+    require(isolation)
+    hidden = tmp_path_factory.mktemp("hidden-from-the-sandbox")
+    (hidden / "secret.txt").write_text("secret")
+    sandbox = Sandbox(package, isolation, Limits(output_bytes=2**16), hidden=(REPOSITORY_ROOT, hidden), scratch=tmp_path_factory.mktemp("scratch"))
+    sandbox.secret = hidden / "secret.txt"
+    return sandbox
+
+
+@pytest.fixture(scope="module", params=ISOLATIONS)
+def sandbox(request, package, tmp_path_factory):
+    with open_sandbox(request.param, package, tmp_path_factory) as sandbox:
+        yield sandbox
+
+
+def test_a_call_returns_the_student_objects_answer_as_data(sandbox):
+    with sandbox.session("data", seconds=30) as worker:
+        metric = worker.new("dlvc.metrics:SegMetrics", ["a", "b"])
+        metric.call("update", torch.tensor([[[0, 1], [1, 1]]]), torch.tensor([[[0, 0], [1, 1]]]))
+        assert metric.get("confusion_matrix").tolist() == [[1, 1], [0, 2]]
+        assert metric.call("mIoU") == pytest.approx(7 / 12)
+        assert metric.type_name == "dlvc.metrics.SegMetrics", "an object that is not data stays in the worker as a Remote"
+
+
+def test_the_worker_imports_the_submissions_package(sandbox):
+    with sandbox.session("package", seconds=30) as worker:
+        path = worker.call("importlib:import_module", "dlvc").get("__file__")
+    assert path in ("/submission/dlvc/__init__.py", str(sandbox.package_root / "dlvc" / "__init__.py")), path
+
+
+def test_an_exception_of_the_students_code_comes_back_with_its_type_message_and_frames(sandbox):
+    with sandbox.session("error", seconds=30) as worker:
+        metric = worker.new("dlvc.metrics:SegMetrics", ["a", "b"])
+        with pytest.raises(StudentError) as raised:
+            metric.call("update", torch.zeros(1, 2, 2, dtype=torch.int64), torch.full((1, 2, 2), 7))
+    error = raised.value
+    assert error.is_a("ValueError") and "expected labels in [0, 2)" in error.message
+    assert 'File "dlvc/metrics.py"' in error.traceback, "the frames of the student's own files are shown"
+    assert str(error).startswith("SegMetrics.update(int64 (1, 2, 2), int64 (1, 2, 2)) raised ValueError")
+
+
+@pytest.mark.parametrize(
+    "target, arguments, reason, words",
+    [
+        ("time:sleep", (30,), "timeout", "timed out after 2 s"),
+        ("os:_exit", (3,), "exit", "exited with status 3"),
+        ("ctypes:string_at", (0,), "signal", "crashed with signal SIGSEGV"),
+        ("builtins:bytearray", (3 * 2**30,), "memory", "exceeded the memory limit of 2 GiB"),
+    ],
+    ids=["loop", "exit", "segfault", "memory"],
+)
+def test_a_worker_that_goes_wrong_ends_with_the_reason_and_the_next_one_works(sandbox, target, arguments, reason, words):
+    with sandbox.session(reason, seconds=2) as worker:
+        with pytest.raises(WorkerEnded) as raised:
+            worker.call(target, *arguments)
+    assert raised.value.reason == reason and words in str(raised.value), str(raised.value)
+    with sandbox.session("after", seconds=30) as worker:
+        assert worker.call("math:sqrt", 16.0) == 4.0
+
+
+def test_a_flood_of_output_ends_the_worker(sandbox):
+    with sandbox.session("flood", seconds=30) as worker:
+        with pytest.raises(WorkerEnded, match="printed more than 0.0625 MiB") as raised:
+            worker.call("builtins:exec", "for _ in range(10**6):\n    print('x' * 1000)")
+    assert raised.value.reason == "output"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import os; os.fork()",
+        "import subprocess; subprocess.run(['true'])",
+        "import os; os.kill(os.getppid(), 0)",
+        "import os; os.kill(1, 0)",
+        "import os; os.kill(-1, 0)",
+    ],
+    ids=["fork", "subprocess", "signal the parent", "signal pid 1", "signal everyone"],
+)
+def test_a_worker_cannot_start_processes_or_signal_others(sandbox, code):
+    with sandbox.session("processes", seconds=30) as worker:
+        with pytest.raises(StudentError) as raised:
+            worker.call("builtins:exec", code)
+    assert raised.value.is_a("PermissionError"), str(raised.value)
+
+
+def test_a_module_beside_the_package_shadows_nothing(tmp_path):
+    package = copy_package(REPOSITORY_ROOT, tmp_path)
+    (tmp_path / "json.py").write_text("raise SystemExit('a fake json')\n")
+    (tmp_path / "sitecustomize.py").write_text("raise SystemExit('a fake sitecustomize')\n")
+    with Sandbox(package, choose_isolation()[0]) as sandbox, sandbox.session("shadow", seconds=30) as worker:
+        assert worker.call("importlib:import_module", "json").get("__file__").endswith("json/__init__.py")
+
+
+def test_a_missing_module_of_the_package_is_not_taken_from_the_repository(tmp_path):
+    package = copy_package(REPOSITORY_ROOT, tmp_path)
+    (package / "dlvc" / "losses.py").unlink()
+    with Sandbox(package, choose_isolation()[0]) as sandbox, sandbox.session("missing", seconds=30) as worker:
+        with pytest.raises(StudentError) as raised:
+            worker.call("importlib:import_module", "dlvc.losses")
+    assert raised.value.is_a("ModuleNotFoundError")
+
+
+# ----- what only bubblewrap keeps out -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bwrap_sandbox(package, tmp_path_factory):
+    """Plain worker processes see what the grader's user sees (the grader warns about it); these tests are bubblewrap's."""
+    with open_sandbox("bwrap", package, tmp_path_factory) as sandbox:
+        yield sandbox
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["solutions/metrics.py", "tests/hidden/assignment1/test_metric.py", "dlvc/course/grade.py", "assignments/assignment1/assignment.toml"],
+)
+def test_the_sandbox_shows_nothing_of_the_repository(bwrap_sandbox, path):
+    with bwrap_sandbox.session("read", seconds=30) as worker:
+        with pytest.raises(StudentError) as raised:
+            worker.call("builtins:open", str(REPOSITORY_ROOT / path))
+    assert raised.value.is_a("FileNotFoundError"), str(raised.value)
+
+
+def test_the_sandbox_hides_the_folders_it_is_told_to(bwrap_sandbox):
+    with bwrap_sandbox.session("hidden", seconds=30) as worker:
+        with pytest.raises(StudentError) as raised:
+            worker.call("builtins:open", str(bwrap_sandbox.secret))
+    assert raised.value.is_a("FileNotFoundError")
+
+
+@pytest.mark.parametrize("path", ["/submission/dlvc/new.py", "/usr/new.txt", "/grader/worker.py", "/new.txt", str(REPOSITORY_ROOT / "new.txt")])
+def test_the_sandbox_writes_nowhere_but_its_scratch_folder(bwrap_sandbox, path):
+    with bwrap_sandbox.session("write", seconds=30) as worker:
+        with pytest.raises(StudentError) as raised:
+            worker.call("builtins:open", path, "w")
+        assert raised.value.is_a("OSError")
+        scratch = worker.call("os:getcwd")
+        worker.call("builtins:open", f"{scratch}/allowed.txt", "w")
+    assert not (bwrap_sandbox.package_root / "dlvc" / "new.py").exists()
+
+
+def test_the_scratch_folder_is_thrown_away_between_workers(bwrap_sandbox):
+    with bwrap_sandbox.session("first", seconds=30) as worker:
+        worker.call("builtins:exec", "open('/tmp/left-behind.txt', 'w').write('x')")
+    with bwrap_sandbox.session("second", seconds=30) as worker:
+        assert not worker.call("os.path:exists", "/tmp/left-behind.txt"), "a file one worker left in /tmp is seen by the next"
+        assert worker.call("os:listdir", worker.call("os:getcwd")) == []
+
+
+def test_the_sandbox_has_no_network(bwrap_sandbox):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with bwrap_sandbox.session("network", seconds=30) as worker:
+            with pytest.raises(StudentError) as raised:
+                worker.call("socket:create_connection", ("127.0.0.1", port), 5)
+    assert raised.value.is_a("OSError"), str(raised.value)
+
+
+def test_the_sandbox_sees_only_its_own_processes(bwrap_sandbox):
+    with bwrap_sandbox.session("processes", seconds=30) as worker:
+        pids = [name for name in worker.call("os:listdir", "/proc") if name.isdigit()]
+    assert len(pids) <= 3, f"the worker sees processes {pids}: the fork server and itself at most"
+
+
+def test_nothing_of_the_sandbox_outlives_it(package, tmp_path):
+    require("bwrap")
+    marker = copy_package(REPOSITORY_ROOT, tmp_path / "unique-marker")
+    sandbox = Sandbox(marker, "bwrap")
+    with sandbox.session("start", seconds=30) as worker:
+        worker.call("math:sqrt", 1.0)
+    sandbox.close()
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_mentions(pid, str(marker))]
+    assert not left, f"processes of a closed sandbox are still running: {left}"
+
+
+def _cmdline_mentions(pid: str, text: str) -> bool:
+    try:
+        return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_a_required_sandbox_that_cannot_run_is_an_error(monkeypatch):
+    monkeypatch.setattr("dlvc.course.sandbox._BWRAP_PROBLEM", ["bwrap is not installed"])
+    with pytest.raises(SandboxError, match="bubblewrap was required"):
+        choose_isolation("bwrap")
+    isolation, warning = choose_isolation("auto")
+    assert isolation == "process" and "sudo apt-get install bubblewrap" in warning
