@@ -67,3 +67,12 @@ def test_segformer_benchmark_prints_both_models_and_their_ratio():
         assert re.search(rf"^  {model} +{NUMBER} ms/step +{NUMBER} images/s$", output, flags=re.MULTILINE), f"no line for {model}:\n{output}"
     assert re.search(rf"^ratio transformers / dlvc: {NUMBER}x", output, flags=re.MULTILINE), f"no ratio line:\n{output}"
 
+
+
+@pytest.mark.slow
+def test_grading_benchmark_prints_seconds_per_submission_and_the_ratio():
+    output = run_script("benchmarks/bench_grading.py", "--copies", "1", "--jobs", "1").stdout
+    assert re.search(rf"^jobs 1: set-up once per run {NUMBER} s", output, flags=re.MULTILINE), output
+    assert re.search(
+        rf"^jobs 1: isolated {NUMBER} s per submission, in-process pytest {NUMBER} s per submission, ratio {NUMBER}$", output, flags=re.MULTILINE
+    ), output

@@ -9,8 +9,11 @@ print flood, a syntax error, a ``conftest.py`` that marks every test passed,
 monkeypatched ``torch.testing``, a forged ``results.json``, an ``mIoU()`` equal to
 everything, zips with ``../`` paths, a zip bomb, non-UTF-8 names, and code that
 tries to read the reference and the hidden tests, write outside its scratch
-folder and kill the grader. Afterwards nothing may have been written outside the
-output folder, and a restarted run must grade only what was missing and agree.
+folder and kill the grader. Three correct variants must keep full points: an
+``mIoU()`` that returns a 0-d tensor or a numpy float, and a metric with private
+attributes and helper methods of its own. Afterwards nothing may have been written
+outside the output folder, and a restarted run must grade only what was missing and
+agree.
 """
 
 import json
@@ -36,6 +39,8 @@ MUTANTS = load_mutants(REPOSITORY_ROOT / "tests" / "hidden" / "assignment1" / "m
 TOKEN = uuid.uuid4().hex[:12]
 HIDDEN = "tests/hidden/assignment1/"
 SANDBOXED = choose_isolation()[0] == "bwrap"
+
+pytestmark = pytest.mark.slow
 
 
 # ----- building submissions -----------------------------------------------------------------
@@ -237,6 +242,44 @@ def snoop_and_tamper(folder, out: Path, submissions: Path):
     return package
 
 
+def replace_in(package: Path, relative: str, old: str, new: str) -> Path:
+    path = package / "dlvc" / relative
+    source = path.read_text()
+    assert source.count(old) == 1, f"{relative}: {old!r} should occur once"
+    path.write_text(source.replace(old, new))
+    return package
+
+
+MIOU_LINE = "        miou = ious[present].mean().item() if present.any() else 0.0\n"
+
+
+def miou_as_a_0d_tensor(folder):
+    return replace_in(reference(folder), "metrics.py", MIOU_LINE, "        miou = ious[present].mean() if present.any() else torch.tensor(0.0)\n")
+
+
+def miou_as_a_numpy_float(folder):
+    return replace_in(reference(folder), "metrics.py", MIOU_LINE, "        import numpy\n        miou = numpy.float64(ious[present].mean().item() if present.any() else 0.0)\n")
+
+
+def metric_with_helpers_of_its_own(folder):
+    package = reference(folder)
+    replace_in(
+        package,
+        "metrics.py",
+        "        self.confusion_matrix += counts.view(num_classes, num_classes)  # (C*C,) -> (C, C)\n",
+        "        self._add_counts(counts)\n",
+    )
+    return replace_in(
+        package,
+        "metrics.py",
+        "    def all_reduce(self) -> None:",
+        "    def _add_counts(self, counts):\n"
+        "        self._batches_seen = getattr(self, '_batches_seen', 0) + 1\n"
+        "        self.confusion_matrix += counts.view(self.num_classes, self.num_classes)\n\n"
+        "    def all_reduce(self) -> None:",
+    )
+
+
 def package_missing(folder):
     source = folder.parent / f"{folder.name}-source"
     source.mkdir(parents=True)
@@ -284,7 +327,12 @@ HOSTILE = {
     "non-utf8-names": Hostile(non_utf8_names, lambda g: set()),
     "package-missing": Hostile(package_missing, every_test, "no dlvc/ package folder", ungradable=True),
     "snoop-and-tamper": Hostile(snoop_and_tamper, lambda g: set(), sandbox_only=True),
+    "variant-miou-as-a-0d-tensor": Hostile(miou_as_a_0d_tensor, lambda g: set()),
+    "variant-miou-as-a-numpy-float": Hostile(miou_as_a_numpy_float, lambda g: set()),
+    "variant-metric-with-helpers-of-its-own": Hostile(metric_with_helpers_of_its_own, lambda g: set()),
 }
+"""Hostile submissions, and at the end correct variants that a comparison must not refuse: a 0-d tensor or a
+numpy float for a float, private attributes and helper methods of the student's own."""
 
 
 # ----- the grading run ---------------------------------------------------------------------------

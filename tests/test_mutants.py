@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -52,15 +53,30 @@ def test_a_mutant_without_its_header_is_refused(tmp_path):
         parse_mutant(bare)
 
 
+def public_outcome(mutant, folder: Path) -> tuple[int, str]:
+    """The exit status and output's end of the mutant's part's public tests run on the mutated package."""
+    mutated(mutant, folder)
+    tests = list(MANIFEST.part(mutant.part).public_tests)
+    command = [sys.executable, "-m", "pytest", *tests, "--impl", str(folder), "-q", "-x", "-p", "no:cacheprovider", "--tb=line"]
+    result = subprocess.run(command, cwd=REPOSITORY_ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    return result.returncode, result.stdout[-2000:]
+
+
+@pytest.fixture(scope="module")
+def public_outcomes(tmp_path_factory) -> dict:
+    """Each mutant's public-test outcome, two pytest processes at a time."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {mutant.name: pool.submit(public_outcome, mutant, tmp_path_factory.mktemp(mutant.name)) for mutant in MUTANTS}
+        return {name: future.result() for name, future in futures.items()}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[mutant.name for mutant in MUTANTS])
-def test_public_tests_catch_the_mutants_they_can_see(mutant, tmp_path):
+def test_public_tests_catch_the_mutants_they_can_see(public_outcomes, mutant):
     """A mutant marked 'caught' must fail its part's public tests; one marked 'unseen' must pass them (the label is true)."""
-    mutated(mutant, tmp_path)
-    tests = list(MANIFEST.part(mutant.part).public_tests)
-    command = [sys.executable, "-m", "pytest", *tests, "--impl", str(tmp_path), "-q", "-x", "-p", "no:cacheprovider", "--tb=line"]
-    result = subprocess.run(command, cwd=REPOSITORY_ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    status, output = public_outcomes[mutant.name]
+    tests = MANIFEST.part(mutant.part).public_tests
     if mutant.public_catches:
-        assert result.returncode == 1, f"{mutant.name} ({mutant.mistake}) passes the public tests {tests}:\n{result.stdout[-2000:]}"
+        assert status == 1, f"{mutant.name} ({mutant.mistake}) passes the public tests {tests}:\n{output}"
     else:
-        assert result.returncode == 0, f"{mutant.name} is marked '{mutant.public}' but the public tests catch it; mark it caught:\n{result.stdout[-2000:]}"
+        assert status == 0, f"{mutant.name} is marked '{mutant.public}' but the public tests catch it; mark it caught:\n{output}"

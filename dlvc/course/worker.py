@@ -337,9 +337,9 @@ class _Relay:
         for descriptor in (self.child.replies, self.child.output):
             os.set_blocking(descriptor, False)
         os.set_blocking(self.child.requests, False)
-        self.selector.register(self.commands.fileno(), selectors.EVENT_READ, "commands")
-        self.selector.register(self.child.replies, selectors.EVENT_READ, "replies")
-        self.selector.register(self.child.output, selectors.EVENT_READ, "output")
+        self.selector.register(self.commands.fileno(), selectors.EVENT_READ, self._on_commands)
+        self.selector.register(self.child.replies, selectors.EVENT_READ, self._on_replies)
+        self.selector.register(self.child.output, selectors.EVENT_READ, self._on_output)
         try:
             self._loop()
         finally:
@@ -350,12 +350,11 @@ class _Relay:
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
                 return self._end("timeout", f"timed out after {self.seconds:g} s")
-            for key, events in self.selector.select(timeout=remaining):
-                outcome = getattr(self, f"_on_{key.data}")(events)
-                if outcome == "done":
+            for key, _ in self.selector.select(timeout=remaining):
+                if key.data() == "done":  # each file's handler, registered in run()
                     return
 
-    def _on_commands(self, events) -> str | None:
+    def _on_commands(self) -> str | None:
         frame = wire.read_frame_bytes(self.commands, limit=2**31)
         if frame is None:
             self.child.kill()
@@ -381,15 +380,15 @@ class _Relay:
                 written = os.write(self.child.requests, self.pending)
                 del self.pending[:written]
         except BlockingIOError:
-            self.selector.register(self.child.requests, selectors.EVENT_WRITE, "requests")
+            self.selector.register(self.child.requests, selectors.EVENT_WRITE, self._on_requests)
         except BrokenPipeError:
             self.pending.clear()
 
-    def _on_requests(self, events) -> None:
+    def _on_requests(self) -> None:
         self.selector.unregister(self.child.requests)
         self._flush_requests()
 
-    def _on_replies(self, events) -> str | None:
+    def _on_replies(self) -> str | None:
         data = _read_available(self.child.replies)
         if not data:
             return self._ended_on_its_own()
@@ -407,7 +406,7 @@ class _Relay:
             self.events.flush()
             del self.incoming[:size]
 
-    def _on_output(self, events) -> str | None:
+    def _on_output(self) -> str | None:
         data = _read_available(self.child.output)
         if not data:
             self.selector.unregister(self.child.output)

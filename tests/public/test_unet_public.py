@@ -17,16 +17,20 @@ def test_unet_handles_sizes_that_are_not_multiples_of_two_to_the_depth():
     assert logits.shape == (1, 2, 37, 50), "resize each upsampled map to its skip connection's size before concatenating"
 
 
-def test_unet_uses_its_skip_connections():
-    """Zeroing the first skip connection must change the output: the decoder has to see it."""
+def test_unet_decoder_puts_each_skip_connection_before_the_upsampled_map():
+    """The last decoder block must receive [first encoder block's output, upsampled map] on the channel dimension."""
     torch.manual_seed(0)
     model = UNet(num_classes=2, base_channels=4, depth=2).eval()
-    images = torch.randn(1, 3, 16, 16)
+    seen = {}
+    model.encoder[0].register_forward_hook(lambda module, inputs, output: seen.update(skip=output))
+    model.decoder[-1].register_forward_hook(lambda module, inputs, output: seen.update(decoder_input=inputs[0]))
     with torch.no_grad():
-        reference = model(images)
-        model.encoder[0].register_forward_hook(lambda module, inputs, output: torch.zeros_like(output))
-        without_skip = model(images)
-    assert not torch.allclose(reference, without_skip), "the first encoder block's output never reaches the classifier"
+        model(torch.randn(1, 3, 16, 16))
+    channels = seen["skip"].shape[1]
+    assert torch.equal(seen["decoder_input"][:, :channels], seen["skip"]), (
+        "the last decoder block's input should start with the first encoder block's output (the skip connection), "
+        "then the upsampled map: torch.cat([skip, upsampled], dim=1)"
+    )
 
 
 def test_unet_backward_reaches_every_parameter():
