@@ -75,46 +75,21 @@ def zip_folder(folder: Path, archive: Path, top: str = "", extra: dict | None = 
     return archive
 
 
-def infinite_loop(folder):
-    package = reference(folder)
-    inject(package, "metrics.py", 1, "while True:\n    pass")
-    return package
+def injected(relative: str, region: int, code: str):
+    """A builder: the reference build with ``code`` at the start of a solution region (see :func:`inject`)."""
 
+    def build(folder: Path) -> Path:
+        package = reference(folder)
+        inject(package, relative, region, code)
+        return package
 
-def memory_bomb(folder):
-    package = reference(folder)
-    inject(package, "models/unet.py", 0, "hoard = [bytearray(2**28) for _ in range(64)]")
-    return package
+    return build
 
 
 def exit_at_import(folder):
     package = reference(folder)
     path = package / "dlvc" / "datasets" / "transforms.py"
     path.write_text("import os\nos._exit(0)\n" + path.read_text())
-    return package
-
-
-def segfault(folder):
-    package = reference(folder)
-    inject(package, "metrics.py", 2, "import ctypes\nctypes.string_at(0)")
-    return package
-
-
-def fork_bomb(folder):
-    package = reference(folder)
-    inject(package, "datasets/transforms.py", 4, "import os\nwhile True:\n    os.fork()")
-    return package
-
-
-def print_flood(folder):
-    package = reference(folder)
-    inject(package, "models/unet.py", 0, "for _ in range(2**20):\n    print('x' * 1024)")
-    return package
-
-
-def syntax_error(folder):
-    package = reference(folder)
-    inject(package, "models/unet.py", 0, "if True\n    pass")
     return package
 
 
@@ -159,17 +134,6 @@ def forged_results(folder):
     forged = json.dumps({"score": 25.0, "tests": [{"name": "everything", "score": 25, "max_score": 25, "status": "passed"}]})
     (package / "dlvc" / "results.json").write_text(forged)
     return zip_folder(package, folder.with_suffix(".zip"), top="group/", extra={"results.json": forged, "group/results.json": forged})
-
-
-def miou_equal_to_everything(folder):
-    package = reference(folder)
-    inject(
-        package,
-        "metrics.py",
-        2,
-        "return type('Everything', (), {'__eq__': lambda self, other: True, '__float__': lambda self: 1.0})()",
-    )
-    return package
 
 
 def zip_with_escaping_paths(folder):
@@ -311,17 +275,21 @@ class Hostile:
 
 
 HOSTILE = {
-    "infinite-loop-in-update": Hostile(infinite_loop, lambda g: graded_in(g, "test_metric.py", but=("rejects_inputs",)), "timed out"),
-    "memory-bomb": Hostile(memory_bomb, lambda g: graded_in(g, "test_unet.py"), "memory limit"),
+    "infinite-loop-in-update": Hostile(injected("metrics.py", 1, "while True:\n    pass"), lambda g: graded_in(g, "test_metric.py", but=("rejects_inputs",)), "timed out"),
+    "memory-bomb": Hostile(injected("models/unet.py", 0, "hoard = [bytearray(2**28) for _ in range(64)]"), lambda g: graded_in(g, "test_unet.py"), "memory limit"),
     "exit-at-import": Hostile(exit_at_import, lambda g: graded_in(g, "test_augmentations.py"), "exited with status 0"),
-    "segfault": Hostile(segfault, lambda g: graded_named(g, "test_miou_"), "SIGSEGV"),
-    "fork-bomb": Hostile(fork_bomb, lambda g: graded_named(g, "test_rotation_"), "PermissionError"),
-    "print-flood": Hostile(print_flood, lambda g: graded_in(g, "test_unet.py"), "printed more than"),
-    "syntax-error": Hostile(syntax_error, lambda g: graded_in(g, "test_unet.py"), "SyntaxError"),
+    "segfault": Hostile(injected("metrics.py", 2, "import ctypes\nctypes.string_at(0)"), lambda g: graded_named(g, "test_miou_"), "SIGSEGV"),
+    "fork-bomb": Hostile(injected("datasets/transforms.py", 4, "import os\nwhile True:\n    os.fork()"), lambda g: graded_named(g, "test_rotation_"), "PermissionError"),
+    "print-flood": Hostile(injected("models/unet.py", 0, "for _ in range(2**20):\n    print('x' * 1024)"), lambda g: graded_in(g, "test_unet.py"), "printed more than"),
+    "syntax-error": Hostile(injected("models/unet.py", 0, "if True\n    pass"), lambda g: graded_in(g, "test_unet.py"), "SyntaxError"),
     "conftest-marks-everything-passed": Hostile(conftest_marks_everything_passed, every_test, "NotImplementedError"),
     "monkeypatched-torch-checks": Hostile(monkeypatched_checks, every_test, "NotImplementedError"),
     "forged-results-json": Hostile(forged_results, every_test, "NotImplementedError"),
-    "miou-equal-to-everything": Hostile(miou_equal_to_everything, lambda g: graded_named(g, "test_miou_"), "expected a number"),
+    "miou-equal-to-everything": Hostile(
+        injected("metrics.py", 2, "return type('Everything', (), {'__eq__': lambda self, other: True, '__float__': lambda self: 1.0})()"),
+        lambda g: graded_named(g, "test_miou_"),
+        "expected a number",
+    ),
     "zip-with-escaping-paths": Hostile(zip_with_escaping_paths, lambda g: set()),
     "zip-bomb": Hostile(zip_bomb, every_test, "zip bomb", ungradable=True),
     "non-utf8-names": Hostile(non_utf8_names, lambda g: set()),

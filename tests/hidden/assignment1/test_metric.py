@@ -45,6 +45,13 @@ def reference_after(num_classes: int, batches) -> SegMetrics:
     return metric
 
 
+def expect_the_reference_matrix(worker, num_classes: int, batches, note: str = "") -> None:
+    """The student's confusion matrix after ``update`` with each batch equals the reference's."""
+    metric, calls = student_after(worker, num_classes, batches)
+    expected = reference_after(num_classes, batches).confusion_matrix
+    expect_tensor(metric.get("confusion_matrix"), expected, f"{calls}{note}, then .confusion_matrix")
+
+
 def student_after(worker, num_classes: int, batches):
     """The student's SegMetrics after ``update`` with each batch, and the calls made, for messages."""
     metric = worker.new(STUDENT_METRIC, class_names(num_classes))
@@ -73,30 +80,21 @@ def test_a_new_metric_and_reset_hold_a_zero_int64_confusion_matrix(worker, rng):
 def test_update_counts_every_target_and_prediction_pair(worker, rng):
     """update() counts each (target, prediction) pair of integer labels: rows are targets, columns predictions"""
     num_classes = random_classes(rng)
-    batches = [random_batch(rng, num_classes)]
-    metric, calls = student_after(worker, num_classes, batches)
-    expected = reference_after(num_classes, batches).confusion_matrix
-    expect_tensor(metric.get("confusion_matrix"), expected, f"{calls}, then .confusion_matrix")
+    expect_the_reference_matrix(worker, num_classes, [random_batch(rng, num_classes)])
 
 
 @pytest.mark.graded(part="metric", points=1)
 def test_update_turns_logits_into_labels(worker, rng):
     """update() takes float logits (B, C, H, W) and counts their argmax over the classes"""
     num_classes = random_classes(rng)
-    batches = [random_batch(rng, num_classes, logits=True)]
-    metric, calls = student_after(worker, num_classes, batches)
-    expected = reference_after(num_classes, batches).confusion_matrix
-    expect_tensor(metric.get("confusion_matrix"), expected, f"{calls}, then .confusion_matrix")
+    expect_the_reference_matrix(worker, num_classes, [random_batch(rng, num_classes, logits=True)])
 
 
 @pytest.mark.graded(part="metric", points=1)
 def test_update_skips_pixels_labelled_255(worker, rng):
     """update() counts nothing for pixels whose target is 255, whatever is predicted there"""
     num_classes = random_classes(rng)
-    batches = [random_batch(rng, num_classes, ignored=0.3)]
-    metric, calls = student_after(worker, num_classes, batches)
-    expected = reference_after(num_classes, batches).confusion_matrix
-    expect_tensor(metric.get("confusion_matrix"), expected, f"{calls} (30% of the targets are 255), then .confusion_matrix")
+    expect_the_reference_matrix(worker, num_classes, [random_batch(rng, num_classes, ignored=0.3)], " (30% of the targets are 255)")
 
 
 @pytest.mark.graded(part="metric", points=1)
@@ -106,9 +104,7 @@ def test_updates_accumulate_over_batches(worker, rng):
     batches = [random_batch(rng, num_classes) for _ in range(3)]
     prediction, target = batches[1]
     batches[1] = (prediction, target.unsqueeze(1))  # (B, H, W) -> (B, 1, H, W)
-    metric, calls = student_after(worker, num_classes, batches)
-    expected = reference_after(num_classes, batches).confusion_matrix
-    expect_tensor(metric.get("confusion_matrix"), expected, f"{calls}, then .confusion_matrix")
+    expect_the_reference_matrix(worker, num_classes, batches)
 
 
 @pytest.mark.graded(part="metric", points=1)
