@@ -1,0 +1,1 @@
+"""The graded suites: never shipped to students (see dlvc/course/graded.py)."""
