@@ -163,7 +163,7 @@ def test_the_sandbox_hides_the_folders_it_is_told_to(bwrap_sandbox):
     assert raised.value.is_a("FileNotFoundError")
 
 
-@pytest.mark.parametrize("path", ["/submission/dlvc/new.py", "/usr/new.txt", "/grader/worker.py", "/new.txt", str(REPOSITORY_ROOT / "new.txt")])
+@pytest.mark.parametrize("path", ["/submission/dlvc/new.py", "/usr/new.txt", "/grader/worker.py", "/new.txt"])
 def test_the_sandbox_writes_nowhere_but_its_scratch_folder(bwrap_sandbox, path):
     with bwrap_sandbox.session("write", seconds=30) as worker:
         with pytest.raises(StudentError) as raised:
@@ -172,6 +172,18 @@ def test_the_sandbox_writes_nowhere_but_its_scratch_folder(bwrap_sandbox, path):
         scratch = worker.call("os:getcwd")
         worker.call("builtins:open", f"{scratch}/allowed.txt", "w")
     assert not (bwrap_sandbox.package_root / "dlvc" / "new.py").exists()
+
+
+def test_nothing_a_worker_writes_reaches_the_machine(bwrap_sandbox, tmp_path):
+    """A path of the grader's machine names, inside the sandbox, either nothing writable or a place in the scratch tmpfs."""
+    targets = [REPOSITORY_ROOT / "written-by-a-worker.txt", tmp_path / "written-by-a-worker.txt"]
+    with bwrap_sandbox.session("write-outside", seconds=30) as worker:
+        for target in targets:
+            try:
+                worker.call("builtins:exec", f"open({str(target)!r}, 'w').write('x')")
+            except StudentError:
+                pass
+    assert not any(target.exists() for target in targets), "a worker's write reached the grader's machine"
 
 
 def test_the_scratch_folder_is_thrown_away_between_workers(bwrap_sandbox):

@@ -199,6 +199,8 @@ def bwrap_command(package_root: Path, scratch_bytes: int, hidden: tuple[Path, ..
             if _inside(folder.resolve(), root):
                 raise SandboxError(f"{folder} lies inside the Python installation {root}, which the sandbox must see; move it")
     command = [shutil.which("bwrap") or "bwrap", *_namespace_flags(), "--as-pid-1", *_system_binds()]
+    # The scratch tmpfs comes before the binds below, so that a Python installed under /tmp stays visible.
+    command += ["--size", str(scratch_bytes), "--tmpfs", "/tmp"]
     bound = [Path(path) for path in SYSTEM_PATHS if os.path.isdir(path) and not os.path.islink(path)]
     for folder in hidden:
         if any(_inside(folder.resolve(), root) for root in bound):
@@ -209,8 +211,7 @@ def bwrap_command(package_root: Path, scratch_bytes: int, hidden: tuple[Path, ..
     grader = Path(__file__).resolve().parent
     for name in GRADER_FILES:
         command += ["--ro-bind", str(grader / name), f"/grader/{name}"]
-    command += ["--ro-bind", str(Path(package_root).resolve()), "/submission"]
-    command += ["--proc", "/proc", "--dev", "/dev", "--size", str(scratch_bytes), "--tmpfs", "/tmp"]
+    command += ["--ro-bind", str(Path(package_root).resolve()), "/submission", "--proc", "/proc", "--dev", "/dev"]
     # The sandbox's root is a tmpfs holding the folders made for the binds above: read-only, so /tmp is the only place to write.
     command += ["--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
     for name, value in _worker_environment("/tmp").items():

@@ -212,13 +212,26 @@ class Server:
             _Relay(child, self.commands, self.events, limits).run()
         finally:
             child.kill()
-            _empty(self.scratch)
+            _empty(self.scratch, _mount_points())
 
 
-def _empty(folder: Path) -> None:
-    """Remove everything in ``folder``: what one worker wrote, its scratch folder or beside it, is gone for the next."""
+def _mount_points() -> set[Path]:
+    """Where something is mounted (a bind of the sandbox may lie inside the scratch folder: a Python under /tmp)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return {Path(line.split()[4].replace("\\040", " ")) for line in lines if len(line.split()) > 4}
+
+
+def _empty(folder: Path, keep: set[Path]) -> None:
+    """Remove everything in ``folder`` but the mount points in ``keep``: what one worker wrote is gone for the next."""
     for entry in folder.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
+        if entry in keep:
+            continue
+        if any(entry in mount.parents for mount in keep):
+            _empty(entry, keep)
+        elif entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
