@@ -180,7 +180,8 @@ def tampered_folders(out: Path, submissions: Path) -> list[Path]:
 
 
 def snoop_and_tamper(folder, out: Path, submissions: Path):
-    """Reads what the worker must not see, writes where it must not, signals what it must not; wrong answers if any works."""
+    """Reads what the worker must not see and signals what it must not (wrong answers if either works), and writes
+    where it must not: a write may land in the sandbox's scratch tmpfs, so the test checks the machine afterwards."""
     package = reference(folder)
     secrets = [
         REPOSITORY_ROOT / "solutions" / "metrics.py",
@@ -198,7 +199,7 @@ def snoop_and_tamper(folder, out: Path, submissions: Path):
         f"for path in {[str(path) for path in secrets]!r}:\n"
         f"    try:\n        open(path).read(1)\n        worked.append(path)\n    except OSError:\n        pass\n"
         f"for path in {[str(path) for path in targets]!r}:\n"
-        f"    try:\n        open(path, 'w').write('x')\n        worked.append(path)\n    except OSError:\n        pass\n"
+        f"    try:\n        open(path, 'w').write('x')\n    except OSError:\n        pass\n"
         f"for pid in (os.getppid(), 1):\n"
         f"    try:\n        os.kill(pid, signal.SIGKILL)\n        worked.append(pid)\n    except OSError:\n        pass\n"
         f"if worked:\n    self.num_classes += 1",

@@ -100,8 +100,10 @@ class ClassGrader:
         self.isolation, warning = choose_isolation(args.isolation)
         if warning:
             print(f"dlvc grade: {warning}", file=sys.stderr)
-        for folder in ("tmp", "logs", "verdicts", "staging"):
+        for folder in ("tmp", "logs", "verdicts", "staging", "cache", "config"):
             (self.work / folder).mkdir(parents=True, exist_ok=True)
+        # Libraries' caches and settings (matplotlib's fonts, torch's) go under OUT too, for this process and its children.
+        os.environ.update(self._caches())
         self.tests = self._collect()
         self.seed = self._seed()
         self.calibration = self.work / "calibration.json"
@@ -261,9 +263,16 @@ class ClassGrader:
             MKL_NUM_THREADS="1",
             PYTHONDONTWRITEBYTECODE="1",
             MPLBACKEND="Agg",
-            MPLCONFIGDIR=str(temporary / "matplotlib"),
+            **self._caches(),
         )
         return environment
+
+    def _caches(self) -> dict[str, str]:
+        return {
+            "XDG_CACHE_HOME": str(self.work / "cache"),
+            "XDG_CONFIG_HOME": str(self.work / "config"),
+            "MPLCONFIGDIR": str(self.work / "config" / "matplotlib"),
+        }
 
     # ----- the record that class reports are built from --------------------------------------
 
