@@ -1,19 +1,19 @@
-"""The proof of Assignment 1's graded suite: one ``dlvc grade`` run over a class of known submissions.
+"""The proof of the graded suites: one ``dlvc grade`` run per assignment over a class of known submissions.
 
-The class: the reference build (full points, though its report is missing: that
-costs nothing), the stubbed package (zero), every mutant of
-``tests/hidden/assignment1/mutants`` (points lost in its own part only), and
-hostile submissions, each of which must get exactly the points it earned: an
-infinite loop, a memory bomb, ``os._exit`` at import, a segfault, a fork bomb, a
-print flood, a syntax error, a ``conftest.py`` that marks every test passed,
-monkeypatched ``torch.testing``, a forged ``results.json``, an ``mIoU()`` equal to
-everything, zips with ``../`` paths, a zip bomb, non-UTF-8 names, and code that
-tries to read the reference and the hidden tests, write outside its scratch
-folder and kill the grader. Three correct variants must keep full points: an
-``mIoU()`` that returns a 0-d tensor or a numpy float, and a metric with private
-attributes and helper methods of its own. Afterwards nothing may have been written
-outside the output folder, and a restarted run must grade only what was missing and
-agree.
+Each class: the reference build (full points, though its report is missing: that
+costs nothing), the stubbed package (zero) and every mutant of
+``tests/hidden/assignment<N>/mutants`` (points lost in its own part only).
+Assignment 1's class also holds hostile submissions, each of which must get exactly
+the points it earned: an infinite loop, a memory bomb, ``os._exit`` at import, a
+segfault, a fork bomb, a print flood, a syntax error, a ``conftest.py`` that marks
+every test passed, monkeypatched ``torch.testing``, a forged ``results.json``, an
+``mIoU()`` equal to everything, zips with ``../`` paths, a zip bomb, non-UTF-8
+names, and code that tries to read the reference and the hidden tests, write
+outside its scratch folder and kill the grader. Three correct variants must keep
+full points: an ``mIoU()`` that returns a 0-d tensor or a numpy float, and a metric
+with private attributes and helper methods of its own. Afterwards nothing may have
+been written outside the output folder, and a restarted run must grade only what
+was missing and agree.
 """
 
 import json
@@ -28,14 +28,16 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.manifest import load_manifest
+from dlvc.course.manifest import available_assignments, load_manifest
 from dlvc.course.mutants import apply_mutant, load_mutants
 from dlvc.course.sandbox import bwrap_problem, choose_isolation
 from dlvc.course.stubs import copy_package
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = load_manifest(1)
-MUTANTS = load_mutants(REPOSITORY_ROOT / "tests" / "hidden" / "assignment1" / "mutants")
+ASSIGNMENTS = [number for number in available_assignments() if (REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}" / "mutants").is_dir()]
+MANIFESTS = {number: load_manifest(number) for number in ASSIGNMENTS}
+MUTANTS = {number: load_mutants(REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}" / "mutants") for number in ASSIGNMENTS}
+EVERY_MUTANT = [(number, mutant) for number in ASSIGNMENTS for mutant in MUTANTS[number]]
 TOKEN = uuid.uuid4().hex[:12]
 HIDDEN = "tests/hidden/assignment1/"
 SANDBOXED = choose_isolation()[0] == "bwrap"
@@ -348,14 +350,16 @@ def snapshot(folders: list[Path]) -> dict:
     return files
 
 
-def build_class(submissions: Path, out: Path) -> None:
+def build_class(assignment: int, submissions: Path, out: Path) -> None:
     submissions.mkdir()
     reference(submissions / "reference")
     stubs(submissions / "stubs")
-    for mutant in MUTANTS:
+    for mutant in MUTANTS[assignment]:
         package = reference(submissions / f"mutant-{mutant.name}")
         apply_mutant(mutant, package)
         (package / "report.pdf").write_text("a report")
+    if assignment != 1:
+        return
     for name, hostile in HOSTILE.items():
         if hostile.sandbox_only and not SANDBOXED:
             continue
@@ -367,16 +371,15 @@ def build_class(submissions: Path, out: Path) -> None:
         shutil.move(source, submissions.parent / source.name)
 
 
-@pytest.fixture(scope="module")
-def grading(tmp_path_factory) -> GradingRun:
-    base = tmp_path_factory.mktemp("class")
+def grade_class(assignment: int, base: Path) -> GradingRun:
+    """Build the class of ``assignment`` under ``base`` and grade it, HOME and TMPDIR watched."""
     submissions, out = base / "submissions", base / "grades"
-    build_class(submissions, out)
+    build_class(assignment, submissions, out)
     watched = [base / "home", base / "tmp"]
     for folder in watched:
         folder.mkdir()
     environment = {**os.environ, "HOME": str(watched[0]), "TMPDIR": str(watched[1])}
-    command = [sys.executable, "-m", "dlvc.course.cli", "grade", str(submissions), "--assignment", "1", "--out", str(out), "--jobs", "2", "--time-floor", "5"]
+    command = [sys.executable, "-m", "dlvc.course.cli", "grade", str(submissions), "--assignment", str(assignment), "--out", str(out), "--jobs", "2", "--time-floor", "5"]
     outside = [REPOSITORY_ROOT, submissions]
     before = snapshot(outside)
     result = subprocess.run(command, cwd=REPOSITORY_ROOT, env=environment, capture_output=True, text=True, timeout=3600)
@@ -387,24 +390,48 @@ def grading(tmp_path_factory) -> GradingRun:
     return GradingRun(out, submissions, command, environment, output, graded, before, after, watched)
 
 
-def test_reference_build_gets_full_points_and_a_missing_report_costs_nothing(grading):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """``runs(N)``: the grading run of assignment N's class, graded once for the whole module."""
+    done = {}
+
+    def run(assignment: int) -> GradingRun:
+        if assignment not in done:
+            done[assignment] = grade_class(assignment, tmp_path_factory.mktemp(f"class{assignment}"))
+        return done[assignment]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def grading(runs) -> GradingRun:
+    """Assignment 1's run, whose class holds the hostile submissions."""
+    return runs(1)
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_reference_build_gets_full_points_and_a_missing_report_costs_nothing(runs, assignment):
+    grading = runs(assignment)
     results = grading.results("reference")
     assert not grading.failed("reference"), f"the reference build failed graded tests: {grading.messages('reference')}"
-    assert results["score"] == MANIFEST.total_points
-    assert results["extra_data"]["missing"] == ["report.pdf"], "the reference submission has no report.pdf; the feedback must name it"
+    assert results["score"] == MANIFESTS[assignment].total_points
+    assert "report.pdf" in results["extra_data"]["missing"], "the reference submission has no report.pdf; the feedback must name it"
     assert "report.pdf" in (grading.out / "reference" / "feedback.md").read_text()
 
 
-def test_stubbed_package_gets_zero(grading):
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_stubbed_package_gets_zero(runs, assignment):
+    grading = runs(assignment)
     assert grading.results("stubs")["score"] == 0
     assert grading.failed("stubs") == every_test(grading.graded)
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[mutant.name for mutant in MUTANTS])
-def test_mutant_loses_points_in_its_own_part_only(grading, mutant):
+@pytest.mark.parametrize("assignment, mutant", EVERY_MUTANT, ids=[f"assignment{number}-{mutant.name}" for number, mutant in EVERY_MUTANT])
+def test_mutant_loses_points_in_its_own_part_only(runs, assignment, mutant):
+    grading = runs(assignment)
     name = f"mutant-{mutant.name}"
     parts = grading.parts(name)
-    lost = {part.id: part.points - parts[part.id] for part in MANIFEST.parts if parts[part.id] < part.points}
+    lost = {part.id: part.points - parts[part.id] for part in MANIFESTS[assignment].parts if parts[part.id] < part.points}
     assert set(lost) == {mutant.part}, f"{mutant.name} ({mutant.mistake}) lost points in {lost or 'no part'}, expected in {mutant.part!r} only"
     for nodeid, message in grading.messages(name).items():
         assert "error of its own" not in message and "no verdict" not in message, f"{mutant.name}: {nodeid} reported {message!r}"
@@ -442,7 +469,7 @@ def test_grading_writes_nothing_outside_its_output_folder(grading):
 
 def test_grades_csv_has_a_row_per_submission_and_a_column_per_part(grading):
     lines = (grading.out / "grades.csv").read_text().splitlines()
-    assert lines[0] == ",".join(["submission", *(part.id for part in MANIFEST.parts), "total"])
+    assert lines[0] == ",".join(["submission", *(part.id for part in MANIFESTS[1].parts), "total"])
     names = {line.split(",")[0] for line in lines[1:]}
     assert names == {path.name.removesuffix(".zip") for path in grading.submissions.iterdir()}
     assert (grading.out / "report.md").is_file() and (grading.out / "scores.png").read_bytes()[:4] == b"\x89PNG"
@@ -455,7 +482,7 @@ def test_results_record_the_seed_of_the_run(grading):
 
 
 def test_a_restarted_run_grades_only_what_was_left_and_agrees(grading):
-    name = f"mutant-{MUTANTS[0].name}"
+    name = f"mutant-{MUTANTS[1][0].name}"
     before = grading.results(name)
     (grading.out / name / "results.json").unlink()
     result = subprocess.run(grading.command, cwd=REPOSITORY_ROOT, env=grading.environment, capture_output=True, text=True, timeout=1800)

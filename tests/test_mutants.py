@@ -1,4 +1,4 @@
-"""The mutant corpus: at least two known mistakes per TODO, each patch still fits the reference, and the public tests catch every one they can see."""
+"""The mutant corpora: at least two known mistakes per TODO, each patch still fits the reference, and the public tests catch every one they can see."""
 
 import os
 import subprocess
@@ -8,13 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.manifest import load_manifest
+from dlvc.course.manifest import available_assignments, load_manifest
 from dlvc.course.mutants import MutantError, apply_mutant, load_mutants, parse_mutant
 from dlvc.course.stubs import copy_package
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = load_manifest(1)
-MUTANTS = load_mutants(REPOSITORY_ROOT / "tests" / "hidden" / "assignment1" / "mutants")
+ASSIGNMENTS = [number for number in available_assignments() if (REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}").is_dir()]
+MANIFESTS = {number: load_manifest(number) for number in ASSIGNMENTS}
+MUTANTS = [
+    (number, mutant)
+    for number in ASSIGNMENTS
+    if (REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}" / "mutants").is_dir()
+    for mutant in load_mutants(REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}" / "mutants")
+]
+IDS = [f"assignment{number}-{mutant.name}" for number, mutant in MUTANTS]
 
 
 def mutated(mutant, folder: Path) -> Path:
@@ -23,16 +30,17 @@ def mutated(mutant, folder: Path) -> Path:
     return package
 
 
-def test_every_todo_of_assignment_1_has_at_least_two_mutants():
-    for part in MANIFEST.parts:
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_todo_of_a_graded_assignment_has_at_least_two_mutants(assignment):
+    for part in MANIFESTS[assignment].parts:
         for todo in part.todos:
-            count = sum(mutant.todo == todo for mutant in MUTANTS)
+            count = sum(mutant.todo == todo for number, mutant in MUTANTS if number == assignment)
             assert count >= 2, f"TODO {todo} ({part.id}) has {count} mutant(s); the corpus needs at least two per TODO"
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[mutant.name for mutant in MUTANTS])
-def test_mutant_names_the_part_of_its_todo_and_changes_the_reference(mutant, tmp_path):
-    assert mutant.todo in MANIFEST.part(mutant.part).todos, f"{mutant.name}: TODO {mutant.todo} is not in part {mutant.part}"
+@pytest.mark.parametrize("assignment, mutant", MUTANTS, ids=IDS)
+def test_mutant_names_the_part_of_its_todo_and_changes_the_reference(assignment, mutant, tmp_path):
+    assert mutant.todo in MANIFESTS[assignment].part(mutant.part).todos, f"{mutant.name}: TODO {mutant.todo} is not in part {mutant.part}"
     package = mutated(mutant, tmp_path)
     original = (REPOSITORY_ROOT / "solutions" / mutant.path.removeprefix("dlvc/")).read_text()
     assert (package / mutant.path).read_text() != original, f"{mutant.name} changes nothing"
@@ -53,10 +61,10 @@ def test_a_mutant_without_its_header_is_refused(tmp_path):
         parse_mutant(bare)
 
 
-def public_outcome(mutant, folder: Path) -> tuple[int, str]:
+def public_outcome(assignment: int, mutant, folder: Path) -> tuple[int, str]:
     """The exit status and output's end of the mutant's part's public tests run on the mutated package."""
     mutated(mutant, folder)
-    tests = list(MANIFEST.part(mutant.part).public_tests)
+    tests = list(MANIFESTS[assignment].part(mutant.part).public_tests)
     command = [sys.executable, "-m", "pytest", *tests, "--impl", str(folder), "-q", "-x", "-p", "no:cacheprovider", "--tb=line"]
     result = subprocess.run(command, cwd=REPOSITORY_ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
     return result.returncode, result.stdout[-2000:]
@@ -66,16 +74,16 @@ def public_outcome(mutant, folder: Path) -> tuple[int, str]:
 def public_outcomes(tmp_path_factory) -> dict:
     """Each mutant's public-test outcome, two pytest processes at a time."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {mutant.name: pool.submit(public_outcome, mutant, tmp_path_factory.mktemp(mutant.name)) for mutant in MUTANTS}
+        futures = {name: pool.submit(public_outcome, number, mutant, tmp_path_factory.mktemp(name)) for name, (number, mutant) in zip(IDS, MUTANTS)}
         return {name: future.result() for name, future in futures.items()}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[mutant.name for mutant in MUTANTS])
-def test_public_tests_catch_the_mutants_they_can_see(public_outcomes, mutant):
+@pytest.mark.parametrize("assignment, mutant", MUTANTS, ids=IDS)
+def test_public_tests_catch_the_mutants_they_can_see(public_outcomes, assignment, mutant):
     """A mutant marked 'caught' must fail its part's public tests; one marked 'unseen' must pass them (the label is true)."""
-    status, output = public_outcomes[mutant.name]
-    tests = MANIFEST.part(mutant.part).public_tests
+    status, output = public_outcomes[f"assignment{assignment}-{mutant.name}"]
+    tests = MANIFESTS[assignment].part(mutant.part).public_tests
     if mutant.public_catches:
         assert status == 1, f"{mutant.name} ({mutant.mistake}) passes the public tests {tests}:\n{output}"
     else:

@@ -600,20 +600,121 @@ def tiny_segmentation_net(in_channels: int = 3, width: int = 4, num_classes: int
     )
 
 
-def forward_and_gradients(module: torch.nn.Module, inputs: torch.Tensor, output_weights: torch.Tensor) -> dict:
-    """One forward and backward pass of ``module`` on ``inputs`` with the loss ``(output * output_weights).sum()``.
+def forward_and_gradients(module: torch.nn.Module, inputs, *arguments, seed: int) -> dict:
+    """One forward and backward pass of ``module``, with the loss ``(output * weights).sum()``.
 
-    Returns the output, the gradient with respect to the inputs, and each parameter's
-    gradient by name (None for a parameter that got none).
+    Args:
+        inputs: a tensor, or a list of tensors (a decode head's stage maps); each
+            gets its gradient.
+        arguments: further arguments of ``forward`` (a map's height and width).
+        seed: ``torch.manual_seed`` right before the forward pass, so that dropout and
+            stochastic depth draw what the reference draws with the same seed; the
+            loss's random ``weights``, shaped like the output, come from it too.
+
+    A module that returns a tuple (a patch embedding's tokens, height and width) is
+    judged by its first element.
+
+    Returns the output, the gradient with respect to the inputs (a list for a list),
+    and each parameter's gradient by name (None for a parameter that got none).
     """
-    inputs = inputs.clone().requires_grad_(True)
+    many = isinstance(inputs, list)
+    leaves = [tensor.clone().requires_grad_(True) for tensor in (inputs if many else [inputs])]
     module.zero_grad(set_to_none=True)
-    output = module(inputs)
-    (output * output_weights).sum().backward()
+    torch.manual_seed(seed)
+    output = module(leaves if many else leaves[0], *arguments)
+    if isinstance(output, tuple):
+        output = output[0]
+    weights = torch.randn(output.shape, generator=torch.Generator().manual_seed(seed))
+    (output * weights).sum().backward()
+    gradients = [leaf.grad for leaf in leaves]
     return {
         "output": output.detach(),
-        "input_grad": inputs.grad,
+        "input_grad": gradients if many else gradients[0],
         "parameter_grads": {name: parameter.grad for name, parameter in module.named_parameters()},
+    }
+
+
+class StandInAttention(torch.nn.Module):
+    """A fixed token mixer that takes a transformer block's attention's place: (B, N, C), H, W -> (B, N, C).
+
+    A block is graded with it rather than with the student's attention, so that a
+    wrong attention costs the attention's points only.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.mix = torch.nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        if x.shape[1] != height * width:
+            raise ValueError(f"x: expected height * width = {height * width} tokens, got {x.shape[1]}")
+        return torch.tanh(self.mix(x))
+
+
+def with_stand_in_attention(block: torch.nn.Module, dim: int) -> torch.nn.Module:
+    """``block`` with :class:`StandInAttention` as its ``attn``."""
+    block.attn = StandInAttention(dim)
+    return block
+
+
+def transfer_net(num_classes: int) -> torch.nn.Module:
+    """A small ``DeepSegmenter`` around an ``encoder`` (a ``Freezable`` with BatchNorm and dropout) and a ``head``.
+
+    Built from the ``dlvc`` of the process that calls it: the student's in the worker,
+    the reference in the grader. (B, 3, H, W) -> (B, K, H, W).
+    """
+    from dlvc.models.freezing import Freezable
+    from dlvc.models.segmenter import DeepSegmenter
+
+    class Encoder(Freezable):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 6, kernel_size=3, padding=1, bias=False),
+                torch.nn.BatchNorm2d(6),
+                torch.nn.ReLU(),
+                torch.nn.Dropout(0.5),
+            )
+
+        def forward(self, images):
+            return self.layers(images)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = Encoder()
+            self.head = torch.nn.Conv2d(6, num_classes, kernel_size=1)
+
+        def forward(self, images):
+            return self.head(self.encoder(images))
+
+    return DeepSegmenter(Net())
+
+
+def fine_tuning_step(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, lr: float) -> dict:
+    """Freeze ``model``'s encoder, then one training step as the trainer takes it.
+
+    ``model.train()``, an SGD optimizer over ``parameter_groups(model)``, cross-entropy,
+    backward, step. Returns what a frozen encoder must keep: the state dict before and
+    after, the names of the parameters the optimizer holds, and each module's
+    training flag after ``model.train()``.
+    """
+    from dlvc.optim import build_optimizer, parameter_groups
+
+    model.part("encoder").freeze()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    model.train()
+    training = {name: module.training for name, module in model.named_modules()}
+    optimizer = build_optimizer("sgd", parameter_groups(model, weight_decay=0.0), lr=lr)
+    held = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(model(images), targets).backward()
+    optimizer.step()
+    return {
+        "before": before,
+        "after": model.state_dict(),
+        "optimized": sorted(name for name, parameter in model.named_parameters() if id(parameter) in held),
+        "training": training,
     }
 
 
@@ -622,6 +723,9 @@ PROBES = {
     "CallRecorder": CallRecorder,
     "tiny_segmentation_net": tiny_segmentation_net,
     "forward_and_gradients": forward_and_gradients,
+    "with_stand_in_attention": with_stand_in_attention,
+    "transfer_net": transfer_net,
+    "fine_tuning_step": fine_tuning_step,
 }
 
 

@@ -24,8 +24,14 @@ class Freezable(nn.Module):
 
     def freeze(self):
         """Stop the module's weights from learning and keep it in eval mode."""
-        self.frozen = True
-        self.requires_grad_(False)
+        # TODO 24 (Assignment 2, part 5): freeze the module.
+        # Two things, and the second is the one people forget: no weight of the module
+        # may get a gradient any more, and the module must stay in eval mode even when
+        # the trainer calls `model.train()` on the whole model every epoch (`train`
+        # below reads `self.frozen`). `unfreeze` undoes both. About 2 lines.
+        raise NotImplementedError(
+            'TODO 24 (Assignment 2, part 5) in dlvc/models/freezing.py, Freezable.freeze: freeze the module.'
+        )
         return self.train(self.requested_training)
 
     def unfreeze(self):

@@ -135,12 +135,12 @@ class EfficientSelfAttention(nn.Module):
         batch, tokens, channels = x.shape
         if tokens != height * width:
             raise ValueError(f"x: expected height * width = {height * width} tokens, got {tokens}")
-        # TODO 23 (Assignment 2, part 1): the spatial reduction of keys and values.
+        # TODO 23 (Assignment 2, part 2): the spatial reduction of keys and values.
         # Set `reduced` (B, N', C): `x` itself when `self.sr_ratio` is 1; otherwise lay
         # `x` out as a (B, C, H, W) map, apply `self.sr`, flatten it back to tokens and
         # apply `self.sr_norm` (paper, section 3.1, "Efficient Self-Attention"). About 5 lines.
         raise NotImplementedError(
-            'TODO 23 (Assignment 2, part 1) in dlvc/models/mit_transformer.py, EfficientSelfAttention.forward: the spatial reduction of keys and values.'
+            'TODO 23 (Assignment 2, part 2) in dlvc/models/mit_transformer.py, EfficientSelfAttention.forward: the spatial reduction of keys and values.'
         )
         queries = self.split_heads(self.query(x))
         keys = self.split_heads(self.key(reduced))
@@ -198,12 +198,12 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """(B, N, C) tokens of an H x W map -> (B, N, C)."""
-        # TODO 20 (Assignment 2, part 1): the block's two residual sub-layers.
+        # TODO 20 (Assignment 2, part 3): the block's two residual sub-layers.
         # Update `x` twice: add `self.drop_path` of `self.attn` applied to `self.norm1(x)`,
         # then add `self.drop_path` of `self.mlp` applied to `self.norm2(x)`. Both sub-layers
         # take `height` and `width` too. About 2 lines.
         raise NotImplementedError(
-            "TODO 20 (Assignment 2, part 1) in dlvc/models/mit_transformer.py, Block.forward: the block's two residual sub-layers."
+            "TODO 20 (Assignment 2, part 3) in dlvc/models/mit_transformer.py, Block.forward: the block's two residual sub-layers."
         )
         return x
 

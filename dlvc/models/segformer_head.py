@@ -69,7 +69,7 @@ class SegFormerHead(nn.Module):
         for index, (feature, channels) in enumerate(zip(features, self.in_channels)):
             if not isinstance(feature, torch.Tensor) or feature.ndim != 4 or feature.shape[1] != channels:
                 raise ValueError(f"features[{index}]: expected a tensor of shape (B, {channels}, H, W), got {describe(feature)}")
-        # TODO 22 (Assignment 2, part 1): fuse the four stages.
+        # TODO 22 (Assignment 2, part 4): fuse the four stages.
         # Equation 4 of the paper: for each map in `features` and its layer in
         # `self.projections`, flatten it to (B, H_i * W_i, C_i) tokens, project them to D
         # channels, lay them out as a (B, D, H_i, W_i) map and upsample it (bilinear,
@@ -81,7 +81,7 @@ class SegFormerHead(nn.Module):
         # each stage can be projected and fused at its own, smaller resolution before it is
         # upsampled and summed; the result is the same. About 10 lines.
         raise NotImplementedError(
-            'TODO 22 (Assignment 2, part 1) in dlvc/models/segformer_head.py, SegFormerHead.forward: fuse the four stages.'
+            'TODO 22 (Assignment 2, part 4) in dlvc/models/segformer_head.py, SegFormerHead.forward: fuse the four stages.'
         )
         logits = self.classifier(self.dropout(fused))
         return logits

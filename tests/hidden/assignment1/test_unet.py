@@ -7,16 +7,18 @@ that start alike no longer are. Outputs (eval mode) and gradients (train mode)
 must then equal the reference's.
 """
 
+from functools import partial
+
 import pytest
 import torch
 
-from dlvc.course.expect import expect_tensor, fail
+from dlvc.course.expect import fail
 from dlvc.course.sandbox import describe_call
-from dlvc.course.worker import forward_and_gradients
 from dlvc.models.unet import UNet
 
-OUTPUT_TOLERANCE = 1e-4
-GRADIENT_TOLERANCE = 1e-3
+from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_module, student_copy
+
+STUDENT_UNET = "dlvc.models.unet:UNet"
 
 
 def random_config(rng: torch.Generator) -> dict:
@@ -25,21 +27,6 @@ def random_config(rng: torch.Generator) -> dict:
         "base_channels": 4,
         "depth": int(torch.randint(2, 4, (1,), generator=rng)),
     }
-
-
-def perturbed_reference(config: dict, rng: torch.Generator) -> UNet:
-    """The reference UNet with every parameter and buffer moved off its initial value."""
-    model = UNet(**config)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            noise = torch.randn(tensor.shape, generator=rng)
-            if name.endswith("running_var"):
-                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=rng))
-            else:
-                tensor.add_(0.1 * noise)
-    return model
 
 
 def size_of(rng: torch.Generator, config: dict, odd: bool) -> tuple[int, int]:
@@ -51,17 +38,6 @@ def size_of(rng: torch.Generator, config: dict, odd: bool) -> tuple[int, int]:
     return height, width
 
 
-def student_unet(worker, config: dict, reference: UNet):
-    """The student's UNet with the reference's (perturbed) weights."""
-    model = worker.new("dlvc.models.unet:UNet", **config)
-    model.call("load_state_dict", reference.state_dict())
-    return model
-
-
-def describe_unet(config: dict) -> str:
-    return f"UNet({', '.join(f'{key}={value}' for key, value in config.items())})"
-
-
 @pytest.mark.parametrize("odd", [False, True], ids=["sides multiples of 2**depth", "odd non-square sides"])
 @pytest.mark.graded(part="unet", points=0.5)
 def test_unet_returns_logits_at_the_input_size(worker, rng, odd):
@@ -69,10 +45,10 @@ def test_unet_returns_logits_at_the_input_size(worker, rng, odd):
     config = random_config(rng)
     height, width = size_of(rng, config, odd)
     images = torch.randn(2, 3, height, width, generator=rng)
-    model = worker.new("dlvc.models.unet:UNet", **config)
+    model = worker.new(STUDENT_UNET, **config)
     model.call("eval")
     logits = model.call(None, images)
-    what = f"{describe_unet(config)}.eval(), then {describe_call('forward', (images,))}"
+    what = f"{describe_module('UNet', config)}.eval(), then {describe_call('forward', (images,))}"
     if not isinstance(logits, torch.Tensor):
         fail(f"{what}: expected a logits tensor, got {type(logits).__name__}")
     expected = (2, config["num_classes"], height, width)
@@ -85,31 +61,19 @@ def test_unet_returns_logits_at_the_input_size(worker, rng, odd):
 def test_unet_logits_equal_the_reference_in_eval_mode(worker, rng, odd):
     """In eval mode, with the reference's weights, the logits equal the reference's"""
     config = random_config(rng)
-    reference = perturbed_reference(config, rng).eval()
+    reference = reference_module(rng, partial(UNet, **config))
     images = torch.randn(2, 3, *size_of(rng, config, odd), generator=rng)
-    model = student_unet(worker, config, reference)
-    model.call("eval")
-    with torch.no_grad():
-        expected = reference(images)
-    what = f"{describe_unet(config)} with the reference's weights, .eval(), then {describe_call('forward', (images,))}"
-    expect_tensor(model.call(None, images), expected, what, atol=OUTPUT_TOLERANCE, rtol=OUTPUT_TOLERANCE)
+    what = f"{describe_module('UNet', config)} with the reference's weights"
+    model = student_copy(worker, STUDENT_UNET, config, reference, what)
+    expect_eval_outputs(model, reference, images, what=what)
 
 
 @pytest.mark.graded(part="unet", points=1)
 def test_unet_gradients_equal_the_reference_in_train_mode(worker, rng):
     """In train mode, the logits and the gradients for the input and every parameter equal the reference's"""
     config = random_config(rng)
-    reference = perturbed_reference(config, rng).train()
+    reference = reference_module(rng, partial(UNet, **config))
     images = torch.randn(2, 3, *size_of(rng, config, odd=True), generator=rng)
-    output_weights = torch.randn(2, config["num_classes"], *images.shape[2:], generator=rng)
-    model = student_unet(worker, config, reference)
-    got = worker.call("$probe:forward_and_gradients", model, images, output_weights)
-    expected = forward_and_gradients(reference, images, output_weights)
-    what = f"{describe_unet(config)} with the reference's weights in train mode, {describe_call('forward', (images,))} and a backward pass"
-    expect_tensor(got["output"], expected["output"], f"{what}: the logits", atol=OUTPUT_TOLERANCE, rtol=OUTPUT_TOLERANCE)
-    expect_tensor(got["input_grad"], expected["input_grad"], f"{what}: the gradient for the images", atol=GRADIENT_TOLERANCE, rtol=GRADIENT_TOLERANCE)
-    for name, gradient in expected["parameter_grads"].items():
-        seen = got["parameter_grads"].get(name)
-        if seen is None:
-            fail(f"{what}: the parameter {name} got no gradient: it is not used in forward")
-        expect_tensor(seen, gradient, f"{what}: the gradient of {name}", atol=GRADIENT_TOLERANCE, rtol=GRADIENT_TOLERANCE)
+    what = f"{describe_module('UNet', config)} with the reference's weights"
+    model = student_copy(worker, STUDENT_UNET, config, reference, what)
+    expect_train_gradients(worker, model, reference, images, what=what, rng=rng)
