@@ -14,6 +14,7 @@ import torch
 
 from dlvc.course.sandbox import Limits, Sandbox, SandboxError, StudentError, WorkerEnded, bwrap_problem, choose_isolation
 from dlvc.course.stubs import copy_package
+from dlvc.course.worker import forward_and_gradients
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 ISOLATIONS = ["process", "bwrap"]
@@ -235,3 +236,26 @@ def test_a_required_sandbox_that_cannot_run_is_an_error(monkeypatch):
         choose_isolation("bwrap")
     isolation, warning = choose_isolation("auto")
     assert isolation == "process" and "sudo apt-get install bubblewrap" in warning
+
+
+class TwoStreams(torch.nn.Module):
+    """(B, C, H, W) main stream and (B, C, H, W) second stream, scaled -> (B, C, H, W), and the scale."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, main, second, scale):
+        return self.weight * main * second * scale, scale
+
+
+def test_forward_and_gradients_differentiates_every_tensor_input_and_judges_a_tuple_by_its_first_element():
+    main, second = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    result = forward_and_gradients(TwoStreams(), main, second, 3, seed=7)
+    weights = torch.randn(main.shape, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(result["output"], 6 * main * second)
+    torch.testing.assert_close(result["input_grad"], 6 * second * weights)
+    torch.testing.assert_close(result["argument_grads"][0], 6 * main * weights)
+    assert result["argument_grads"][1] is None, "a number argument has no gradient"
+    torch.testing.assert_close(result["parameter_grads"]["weight"], (3 * main * second * weights).sum())
+

@@ -606,7 +606,8 @@ def forward_and_gradients(module: torch.nn.Module, inputs, *arguments, seed: int
     Args:
         inputs: a tensor, or a list of tensors (a decode head's stage maps); each
             gets its gradient.
-        arguments: further arguments of ``forward`` (a map's height and width).
+        arguments: further arguments of ``forward``: a second stream, which gets its
+            gradient too, or a map's height and width.
         seed: ``torch.manual_seed`` right before the forward pass, so that dropout and
             stochastic depth draw what the reference draws with the same seed; the
             loss's random ``weights``, shaped like the output, come from it too.
@@ -614,11 +615,13 @@ def forward_and_gradients(module: torch.nn.Module, inputs, *arguments, seed: int
     A module that returns a tuple (a patch embedding's tokens, height and width) is
     judged by its first element.
 
-    Returns the output, the gradient with respect to the inputs (a list for a list),
-    and each parameter's gradient by name (None for a parameter that got none).
+    Returns the output, the gradient with respect to the inputs (a list for a list)
+    and to each floating-point tensor among ``arguments`` (None for the others), and
+    each parameter's gradient by name (None for a parameter that got none).
     """
     many = isinstance(inputs, list)
-    leaves = [tensor.clone().requires_grad_(True) for tensor in (inputs if many else [inputs])]
+    leaves = [_leaf(tensor) for tensor in (inputs if many else [inputs])]
+    arguments = [_leaf(argument) if _differentiable(argument) else argument for argument in arguments]
     module.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
     output = module(leaves if many else leaves[0], *arguments)
@@ -630,8 +633,17 @@ def forward_and_gradients(module: torch.nn.Module, inputs, *arguments, seed: int
     return {
         "output": output.detach(),
         "input_grad": gradients if many else gradients[0],
+        "argument_grads": [argument.grad if _differentiable(argument) else None for argument in arguments],
         "parameter_grads": {name: parameter.grad for name, parameter in module.named_parameters()},
     }
+
+
+def _differentiable(value) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
+
+
+def _leaf(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.clone().requires_grad_(True)
 
 
 class StandInAttention(torch.nn.Module):

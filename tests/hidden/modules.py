@@ -90,7 +90,7 @@ def expect_train_gradients(
     worker, module, reference: nn.Module, inputs, *arguments, what: str, rng: torch.Generator,
     atol: float = OUTPUT_TOLERANCE, gradient_atol: float = GRADIENT_TOLERANCE,
 ):
-    """In train mode, the outputs and the gradients for the inputs and every parameter equal the reference's.
+    """In train mode, the outputs and the gradients for the tensor inputs and every parameter equal the reference's.
 
     The loss is a random weighted sum of the output.
 
@@ -109,6 +109,9 @@ def expect_train_gradients(
             expect_tensor(seen, gradient, f"{call}: the gradient for input {index}", atol=gradient_atol, rtol=gradient_atol)
     else:
         expect_tensor(got["input_grad"], expected["input_grad"], f"{call}: the gradient for the input", atol=gradient_atol, rtol=gradient_atol)
+    for index, (seen, gradient) in enumerate(zip(got["argument_grads"], expected["argument_grads"]), start=2):
+        if gradient is not None:
+            expect_tensor(seen, gradient, f"{call}: the gradient for argument {index}", atol=gradient_atol, rtol=gradient_atol)
     for name, gradient in expected["parameter_grads"].items():
         seen = got["parameter_grads"].get(name)
         if gradient is None:
