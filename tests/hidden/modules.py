@@ -9,6 +9,7 @@ sum of them are compared with the reference's on the same random inputs.
 """
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -51,9 +52,26 @@ def describe_module(name: str, config: dict) -> str:
     return f"{name}({', '.join(f'{key}={value!r}' for key, value in config.items())})"
 
 
+def reference_and_student(worker, rng: torch.Generator, module_class: type[nn.Module], config: dict):
+    """The reference ``module_class(**config)``, the student's class of that name holding its weights, and how messages name them.
+
+    The reference's weights come from ``rng``. The student's module is built in the
+    worker with ``config``; its state-dict keys and shapes must be the reference's (the
+    message lists the missing and unexpected keys).
+    """
+    reference = reference_module(rng, partial(module_class, **config))
+    what = f"{describe_module(module_class.__name__, config)} with the reference's weights"
+    student = student_copy(worker, f"{module_class.__module__}:{module_class.__name__}", config, reference, what)
+    return reference, student, what
+
+
 def student_copy(worker, target: str, config: dict, reference: nn.Module, what: str):
     """The student's ``target`` (``"module:Class"``) built with ``config``, holding the reference's weights."""
-    module = worker.new(target, **config)
+    return with_reference_weights(worker.new(target, **config), reference, what)
+
+
+def with_reference_weights(module, reference: nn.Module, what: str):
+    """The student's ``module`` (a Remote) after its state-dict keys and shapes are checked and the reference's weights loaded."""
     expect_matching_state(module.call("state_dict"), reference.state_dict(), what)
     module.call("load_state_dict", reference.state_dict())
     return module

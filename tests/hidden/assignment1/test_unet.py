@@ -7,8 +7,6 @@ that start alike no longer are. Outputs (eval mode) and gradients (train mode)
 must then equal the reference's.
 """
 
-from functools import partial
-
 import pytest
 import torch
 
@@ -16,7 +14,7 @@ from dlvc.course.expect import fail
 from dlvc.course.sandbox import describe_call
 from dlvc.models.unet import UNet
 
-from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_module, student_copy
+from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student
 
 STUDENT_UNET = "dlvc.models.unet:UNet"
 
@@ -61,10 +59,8 @@ def test_unet_returns_logits_at_the_input_size(worker, rng, odd):
 def test_unet_logits_equal_the_reference_in_eval_mode(worker, rng, odd):
     """In eval mode, with the reference's weights, the logits equal the reference's"""
     config = random_config(rng)
-    reference = reference_module(rng, partial(UNet, **config))
+    reference, model, what = reference_and_student(worker, rng, UNet, config)
     images = torch.randn(2, 3, *size_of(rng, config, odd), generator=rng)
-    what = f"{describe_module('UNet', config)} with the reference's weights"
-    model = student_copy(worker, STUDENT_UNET, config, reference, what)
     expect_eval_outputs(model, reference, images, what=what)
 
 
@@ -72,8 +68,6 @@ def test_unet_logits_equal_the_reference_in_eval_mode(worker, rng, odd):
 def test_unet_gradients_equal_the_reference_in_train_mode(worker, rng):
     """In train mode, the logits and the gradients for the input and every parameter equal the reference's"""
     config = random_config(rng)
-    reference = reference_module(rng, partial(UNet, **config))
+    reference, model, what = reference_and_student(worker, rng, UNet, config)
     images = torch.randn(2, 3, *size_of(rng, config, odd=True), generator=rng)
-    what = f"{describe_module('UNet', config)} with the reference's weights"
-    model = student_copy(worker, STUDENT_UNET, config, reference, what)
     expect_train_gradients(worker, model, reference, images, what=what, rng=rng)

@@ -5,8 +5,6 @@ the reference's perturbed weights; its output for random tokens of an H x W map
 must equal the reference's, with the reduction (sr_ratio > 1) and without it.
 """
 
-from functools import partial
-
 import pytest
 import torch
 
@@ -14,7 +12,7 @@ from dlvc.course.expect import fail
 from dlvc.course.sandbox import describe_call
 from dlvc.models.mit_transformer import EfficientSelfAttention
 
-from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_module, student_copy
+from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student
 
 STUDENT_ATTENTION = "dlvc.models.mit_transformer:EfficientSelfAttention"
 
@@ -26,12 +24,6 @@ def random_case(rng: torch.Generator, sr_ratio: int, square: bool):
     width = height if square else height + sr_ratio * int(torch.randint(1, 3, (1,), generator=rng))
     tokens = torch.randn(2, height * width, config["dim"], generator=rng)
     return config, tokens, height, width
-
-
-def student_and_reference(worker, rng, config):
-    reference = reference_module(rng, partial(EfficientSelfAttention, **config))
-    what = f"{describe_module('EfficientSelfAttention', config)} with the reference's weights"
-    return student_copy(worker, STUDENT_ATTENTION, config, reference, what), reference, what
 
 
 @pytest.mark.graded(part="attention", points=0.5)
@@ -49,7 +41,7 @@ def test_attention_keeps_the_token_shape_with_reduction(worker, rng):
 def test_attention_without_reduction_equals_the_reference(worker, rng):
     """With sr_ratio 1, keys and values see the tokens unchanged"""
     config, tokens, height, width = random_case(rng, sr_ratio=1, square=True)
-    attention, reference, what = student_and_reference(worker, rng, config)
+    reference, attention, what = reference_and_student(worker, rng, EfficientSelfAttention, config)
     expect_eval_outputs(attention, reference, tokens, height, width, what=what)
 
 
@@ -58,7 +50,7 @@ def test_attention_without_reduction_equals_the_reference(worker, rng):
 def test_attention_with_reduction_equals_the_reference(worker, rng, sr_ratio, square):
     """With sr_ratio > 1, keys and values come from the map shrunk by the convolution, then LayerNorm"""
     config, tokens, height, width = random_case(rng, sr_ratio=sr_ratio, square=square)
-    attention, reference, what = student_and_reference(worker, rng, config)
+    reference, attention, what = reference_and_student(worker, rng, EfficientSelfAttention, config)
     expect_eval_outputs(attention, reference, tokens, height, width, what=what)
 
 
@@ -66,5 +58,5 @@ def test_attention_with_reduction_equals_the_reference(worker, rng, sr_ratio, sq
 def test_attention_gradients_equal_the_reference(worker, rng):
     """The output's gradients for the tokens and for every weight (the reduction's included) equal the reference's"""
     config, tokens, height, width = random_case(rng, sr_ratio=2, square=False)
-    attention, reference, what = student_and_reference(worker, rng, config)
+    reference, attention, what = reference_and_student(worker, rng, EfficientSelfAttention, config)
     expect_train_gradients(worker, attention, reference, tokens, height, width, what=what, rng=rng)

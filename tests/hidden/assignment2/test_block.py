@@ -15,7 +15,7 @@ from dlvc.course.sandbox import describe_call
 from dlvc.course.worker import with_stand_in_attention
 from dlvc.models.mit_transformer import Block
 
-from ..modules import describe_module, expect_eval_outputs, expect_matching_state, expect_train_gradients, reference_module
+from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_module, with_reference_weights
 
 STUDENT_BLOCK = "dlvc.models.mit_transformer:Block"
 
@@ -28,21 +28,19 @@ def random_case(rng: torch.Generator, square: bool, drop_path: float = 0.0):
     return config, torch.randn(3, height * width, config["dim"], generator=rng), height, width
 
 
-def student_and_reference(worker, rng, config):
-    """The student's block and the reference's, both with the stand-in attention and the same perturbed weights."""
+def reference_and_student(worker, rng, config):
+    """The reference's block and the student's, both with the stand-in attention and the same perturbed weights."""
     reference = reference_module(rng, lambda: with_stand_in_attention(Block(**config), config["dim"]))
     what = f"{describe_module('Block', config)} with the reference's weights (its attention replaced by a fixed stand-in)"
     block = worker.call("$probe:with_stand_in_attention", worker.new(STUDENT_BLOCK, **config), config["dim"])
-    expect_matching_state(block.call("state_dict"), reference.state_dict(), what)
-    block.call("load_state_dict", reference.state_dict())
-    return block, reference, what
+    return reference, with_reference_weights(block, reference, what), what
 
 
 @pytest.mark.graded(part="block", points=0.5)
 def test_block_keeps_the_token_shape(worker, rng):
     """(B, N, C) tokens of an H x W map -> (B, N, C)"""
     config, tokens, height, width = random_case(rng, square=False)
-    block, _, what = student_and_reference(worker, rng, config)
+    _, block, what = reference_and_student(worker, rng, config)
     out = block.call(None, tokens, height, width)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(tokens.shape):
         fail(f"{what}, {describe_call('forward', (tokens, height, width))}: expected shape {tuple(tokens.shape)}, got {getattr(out, 'shape', type(out).__name__)}")
@@ -53,7 +51,7 @@ def test_block_keeps_the_token_shape(worker, rng):
 def test_block_equals_the_reference_in_eval_mode(worker, rng, square):
     """Pre-norm residual sub-layers: x + attn(norm1(x)), then x + mlp(norm2(x)); no stochastic depth in eval mode"""
     config, tokens, height, width = random_case(rng, square=square, drop_path=0.3)
-    block, reference, what = student_and_reference(worker, rng, config)
+    reference, block, what = reference_and_student(worker, rng, config)
     expect_eval_outputs(block, reference, tokens, height, width, what=what)
 
 
@@ -61,5 +59,5 @@ def test_block_equals_the_reference_in_eval_mode(worker, rng, square):
 def test_block_gradients_equal_the_reference_in_train_mode(worker, rng):
     """In train mode, with stochastic depth, the output and the gradients for the tokens and every weight equal the reference's"""
     config, tokens, height, width = random_case(rng, square=False, drop_path=0.3)
-    block, reference, what = student_and_reference(worker, rng, config)
+    reference, block, what = reference_and_student(worker, rng, config)
     expect_train_gradients(worker, block, reference, tokens, height, width, what=what, rng=rng)

@@ -7,8 +7,6 @@ reference's. Either order of the computation passes: concatenating first, or fus
 each stage at its own resolution.
 """
 
-from functools import partial
-
 import pytest
 import torch
 
@@ -16,7 +14,7 @@ from dlvc.course.expect import fail
 from dlvc.course.sandbox import describe_call
 from dlvc.models.segformer_head import SegFormerHead
 
-from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_module, student_copy
+from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student
 
 STUDENT_HEAD = "dlvc.models.segformer_head:SegFormerHead"
 
@@ -32,12 +30,6 @@ def random_case(rng: torch.Generator, square: bool):
         features.append(torch.randn(2, channels, height, width, generator=rng))
         height, width = (height + 1) // 2, (width + 1) // 2
     return config, features
-
-
-def student_and_reference(worker, rng, config):
-    reference = reference_module(rng, partial(SegFormerHead, **config))
-    what = f"{describe_module('SegFormerHead', config)} with the reference's weights"
-    return student_copy(worker, STUDENT_HEAD, config, reference, what), reference, what
 
 
 @pytest.mark.graded(part="head", points=0.5)
@@ -58,7 +50,7 @@ def test_head_returns_logits_at_the_first_stage_size(worker, rng):
 def test_head_logits_equal_the_reference_in_eval_mode(worker, rng, square):
     """Each stage projected to D channels, upsampled to the first stage's size, concatenated deepest first and fused"""
     config, features = random_case(rng, square=square)
-    head, reference, what = student_and_reference(worker, rng, config)
+    reference, head, what = reference_and_student(worker, rng, SegFormerHead, config)
     expect_eval_outputs(head, reference, features, what=what)
 
 
@@ -66,5 +58,5 @@ def test_head_logits_equal_the_reference_in_eval_mode(worker, rng, square):
 def test_head_gradients_equal_the_reference_in_train_mode(worker, rng):
     """In train mode (BatchNorm on the batch, dropout from one seed), the logits and the gradients for every stage map and weight equal the reference's"""
     config, features = random_case(rng, square=False)
-    head, reference, what = student_and_reference(worker, rng, config)
+    reference, head, what = reference_and_student(worker, rng, SegFormerHead, config)
     expect_train_gradients(worker, head, reference, features, what=what, rng=rng)

@@ -6,7 +6,6 @@ perturbed weights) its token values and gradients, must equal the reference's.
 """
 
 import math
-from functools import partial
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from dlvc.course.expect import expect_equal, expect_tensor, fail
 from dlvc.course.sandbox import describe_call
 from dlvc.models.mit_transformer import OverlapPatchEmbed
 
-from ..modules import OUTPUT_TOLERANCE, describe_module, expect_train_gradients, reference_module, student_copy
+from ..modules import OUTPUT_TOLERANCE, describe_module, expect_train_gradients, reference_and_student
 
 STUDENT_EMBED = "dlvc.models.mit_transformer:OverlapPatchEmbed"
 STAGES = {"first stage": (7, 4), "later stage": (3, 2)}
@@ -55,10 +54,9 @@ def test_patch_embedding_returns_ceil_sized_tokens_for_odd_sizes(worker, rng, st
 def test_patch_embedding_tokens_equal_the_reference(worker, rng):
     """With the reference's weights, the tokens equal the reference's (convolution, then LayerNorm per token)"""
     config = random_config(rng, "first stage")
-    reference = reference_module(rng, partial(OverlapPatchEmbed, **config)).eval()
+    reference, embed, what = reference_and_student(worker, rng, OverlapPatchEmbed, config)
     images = odd_images(rng, config)
-    what = f"{describe_module('OverlapPatchEmbed', config)} with the reference's weights"
-    embed = student_copy(worker, STUDENT_EMBED, config, reference, what)
+    reference.eval()
     embed.call("eval")
     with torch.no_grad():
         expected, _, _ = reference(images)
@@ -70,8 +68,6 @@ def test_patch_embedding_tokens_equal_the_reference(worker, rng):
 def test_patch_embedding_gradients_equal_the_reference(worker, rng):
     """The gradients of the tokens for the input and for every weight equal the reference's"""
     config = random_config(rng, "later stage")
-    reference = reference_module(rng, partial(OverlapPatchEmbed, **config))
+    reference, embed, what = reference_and_student(worker, rng, OverlapPatchEmbed, config)
     images = odd_images(rng, config)
-    what = f"{describe_module('OverlapPatchEmbed', config)} with the reference's weights"
-    embed = student_copy(worker, STUDENT_EMBED, config, reference, what)
     expect_train_gradients(worker, embed, reference, images, what=what, rng=rng)

@@ -16,7 +16,7 @@ from torch import nn
 from dlvc.course.expect import fail
 from dlvc.course.sandbox import describe_value
 
-from ..modules import describe_module, reference_module, student_copy
+from ..modules import describe_module, reference_module
 
 PAPER_BINS = (1, 2, 3, 6)
 
@@ -34,19 +34,6 @@ def random_bins(rng: torch.Generator) -> tuple[int, ...]:
     count = draw(rng, 2, len(PAPER_BINS))
     chosen = torch.randperm(len(PAPER_BINS), generator=rng)[:count].sort().values
     return tuple(PAPER_BINS[index] for index in chosen.tolist())
-
-
-def reference_and_student(worker, rng: torch.Generator, module_class: type[nn.Module], config: dict):
-    """The reference ``module_class(**config)``, the student's class of that name holding its weights, and how messages name them.
-
-    The reference's weights come from ``rng``. The student's module is built in the
-    worker with ``config``; its state-dict keys and shapes must be the reference's (the
-    message lists the missing and unexpected keys).
-    """
-    reference = reference_module(rng, partial(module_class, **config))
-    what = f"{describe_module(module_class.__name__, config)} with the reference's weights"
-    student = student_copy(worker, f"{module_class.__module__}:{module_class.__name__}", config, reference, what)
-    return reference, student, what
 
 
 def build_here(name: str, *modules, **arguments) -> nn.Module:

@@ -16,8 +16,8 @@ import torch
 from dlvc.course.sandbox import describe_call
 from dlvc.models.pspnet import PSPDecoder
 
-from ..modules import describe_module, expect_eval_outputs, expect_train_gradients
-from .common import Layer, describe_layers, draw, expect_shape, random_bins, reference_and_remote, reference_and_student
+from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student
+from .common import Layer, describe_layers, draw, expect_shape, random_bins, reference_and_remote
 
 STUDENT_DECODER = "dlvc.models.pspnet:PSPDecoder"
 

@@ -15,8 +15,8 @@ from dlvc.course.expect import expect_tensor, fail
 from dlvc.course.sandbox import describe_call, describe_value
 from dlvc.models.pspnet import PyramidPooling
 
-from ..modules import describe_module, expect_eval_outputs, expect_train_gradients
-from .common import draw, expect_shape, random_bins, reference_and_student
+from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student
+from .common import draw, expect_shape, random_bins
 
 STUDENT_PYRAMID = "dlvc.models.pspnet:PyramidPooling"
 SMALLEST_SIDE, LARGEST_SIDE = 7, 12

@@ -14,8 +14,8 @@ import torch
 from dlvc.course.sandbox import describe_call
 from dlvc.models.pspnet import Upsampling
 
-from ..modules import describe_module, expect_eval_outputs, expect_train_gradients
-from .common import draw, expect_shape, reference_and_student
+from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student
+from .common import draw, expect_shape
 
 STUDENT_UPSAMPLING = "dlvc.models.pspnet:Upsampling"
 
