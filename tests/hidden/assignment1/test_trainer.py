@@ -71,7 +71,7 @@ class Run:
 
 
 def make_task(grading_seed: int) -> Task:
-    """Noise images; a pixel is class 1 where its first two channels sum above a random threshold."""
+    """Noise images; a pixel is class 1 where its first two channels sum above a random threshold (swapped in the last validation batch)."""
     generator = torch.Generator().manual_seed(derived_seed(grading_seed, RUN_KEY))
     threshold = float(torch.randn(1, generator=generator)) * 0.3
 
@@ -81,9 +81,16 @@ def make_task(grading_seed: int) -> Task:
         targets[torch.rand(targets.shape, generator=generator) < 0.05] = IGNORE_INDEX
         return images, targets
 
+    train = samples(TRAIN_SAMPLES)
+    val_images, val_targets = samples(VAL_SAMPLES)
+    # The last, smaller validation batch gets the other class, so that its mean loss is
+    # far from the other batches' and a mean of batch means cannot pass for the mean per sample.
+    last_batch = val_targets[VAL_SAMPLES - VAL_SAMPLES % BATCH_SIZE :]
+    labelled = last_batch != IGNORE_INDEX
+    last_batch[labelled] = 1 - last_batch[labelled]
     torch.manual_seed(derived_seed(grading_seed, RUN_KEY + " weights"))
     initial = {name: tensor.clone() for name, tensor in tiny_segmentation_net().state_dict().items()}
-    return Task(derived_seed(grading_seed, RUN_KEY + " shuffle") % 2**31, samples(TRAIN_SAMPLES), samples(VAL_SAMPLES), initial)
+    return Task(derived_seed(grading_seed, RUN_KEY + " shuffle") % 2**31, train, (val_images, val_targets), initial)
 
 
 class SnapshotTrainer(ImgSemSegTrainer):
