@@ -1,8 +1,11 @@
 """The proof of the graded suites: one ``dlvc grade`` run per assignment over a class of known submissions.
 
 Each class: the reference build (full points, though its report is missing: that
-costs nothing), the stubbed package (zero) and every mutant of
-``tests/hidden/assignment<N>/mutants`` (points lost in its own part only).
+costs nothing), every mutant of ``tests/hidden/assignment<N>/mutants`` (points lost
+in its own part only), and the round trip of a handout: ``dlvc handout`` builds it
+with all its checks, it is unpacked as a student would, and its own ``dlvc submit``
+packs it twice, as built (zero points) and with the reference filled back in (full
+points).
 Assignment 1's class also holds hostile submissions, each of which must get exactly
 the points it earned: an infinite loop, a memory bomb, ``os._exit`` at import, a
 segfault, a fork bomb, a print flood, a syntax error, a ``conftest.py`` that marks
@@ -18,6 +21,7 @@ was missing and agree.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,8 +34,10 @@ import pytest
 
 from dlvc.course.manifest import available_assignments, load_manifest
 from dlvc.course.mutants import apply_mutant, load_mutants
+from dlvc.course.handout import build_handout, handout_name
 from dlvc.course.sandbox import bwrap_problem, choose_isolation
-from dlvc.course.stubs import copy_package
+from dlvc.course.stubs import copy_package, fill_in
+from dlvc.course.submit import clean_environment
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = [number for number in available_assignments() if (REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}" / "mutants").is_dir()]
@@ -320,6 +326,7 @@ class GradingRun:
     outside_before: dict
     outside_after: dict
     watched: list[Path]
+    submitted: dict[str, str]  # what dlvc submit printed, by group
 
     def results(self, name: str) -> dict:
         return json.loads((self.out / name / "results.json").read_text())
@@ -350,10 +357,31 @@ def snapshot(folders: list[Path]) -> dict:
     return files
 
 
+def round_trip(assignment: int, base: Path, submissions: Path) -> dict[str, str]:
+    """Build the handout, unpack it, and pack it with its own ``dlvc submit`` as built and filled in.
+
+    Returns what each ``dlvc submit`` printed, by group; the zips land in ``submissions``.
+    """
+    archive = build_handout(assignment, base / "dist")
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(base / "student")
+    folder = base / "student" / handout_name(assignment)
+    report = base / "student" / "report.pdf"
+    report.write_bytes(b"%PDF-1.4\n%%EOF\n")
+    printed = {}
+    for group in ("handout", "filled"):
+        if group == "filled":
+            fill_in(folder / "dlvc", REPOSITORY_ROOT)
+        command = [sys.executable, "-m", "dlvc.course.cli", "submit", "--group", group, "--report", str(report), "--out", str(submissions)]
+        result = subprocess.run(command, cwd=folder, env=clean_environment(), capture_output=True, text=True, timeout=1800)
+        assert result.returncode == 0, f"dlvc submit --group {group} failed:\n{result.stdout}\n{result.stderr}"
+        printed[group] = result.stdout
+    return printed
+
+
 def build_class(assignment: int, submissions: Path, out: Path) -> None:
     submissions.mkdir()
     reference(submissions / "reference")
-    stubs(submissions / "stubs")
     for mutant in MUTANTS[assignment]:
         package = reference(submissions / f"mutant-{mutant.name}")
         apply_mutant(mutant, package)
@@ -375,6 +403,7 @@ def grade_class(assignment: int, base: Path) -> GradingRun:
     """Build the class of ``assignment`` under ``base`` and grade it, HOME and TMPDIR watched."""
     submissions, out = base / "submissions", base / "grades"
     build_class(assignment, submissions, out)
+    submitted = round_trip(assignment, base, submissions)
     watched = [base / "home", base / "tmp"]
     for folder in watched:
         folder.mkdir()
@@ -387,7 +416,7 @@ def grade_class(assignment: int, base: Path) -> GradingRun:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"dlvc grade failed:\n{output[-5000:]}"
     graded = json.loads((out / ".grading" / "graded-tests.json").read_text())
-    return GradingRun(out, submissions, command, environment, output, graded, before, after, watched)
+    return GradingRun(out, submissions, command, environment, output, graded, before, after, watched, submitted)
 
 
 @pytest.fixture(scope="module")
@@ -420,10 +449,22 @@ def test_reference_build_gets_full_points_and_a_missing_report_costs_nothing(run
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_stubbed_package_gets_zero(runs, assignment):
+def test_handout_as_built_and_submitted_gets_zero(runs, assignment):
     grading = runs(assignment)
-    assert grading.results("stubs")["score"] == 0
-    assert grading.failed("stubs") == every_test(grading.graded)
+    assert grading.results("group_handout")["score"] == 0
+    assert grading.failed("group_handout") == every_test(grading.graded)
+    assert f"TODO(s) of Assignment {assignment} still raise NotImplementedError" in grading.submitted["handout"]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_handout_filled_in_and_submitted_gets_full_points(runs, assignment):
+    grading = runs(assignment)
+    results = grading.results("group_filled")
+    assert not grading.failed("group_filled"), f"the filled-in handout failed graded tests: {grading.messages('group_filled')}"
+    assert results["score"] == MANIFESTS[assignment].total_points and results["extra_data"]["missing"] == []
+    counted = re.search(r"public tests: (\d+) of (\d+) passed", grading.submitted["filled"])
+    assert counted and counted[1] == counted[2], f"dlvc submit said:\n{grading.submitted['filled']}"
+    assert "warning" not in grading.submitted["filled"], grading.submitted["filled"]
 
 
 @pytest.mark.parametrize("assignment, mutant", EVERY_MUTANT, ids=[f"assignment{number}-{mutant.name}" for number, mutant in EVERY_MUTANT])

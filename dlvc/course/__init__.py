@@ -1,1 +1,4 @@
-"""Instructor and teaching-assistant tooling behind the ``dlvc`` command."""
+"""The ``dlvc`` command: ``submit`` for students; stubs, grading, the handout and the autograder for staff.
+
+The handout holds only the students' modules (see :mod:`dlvc.course.cli`).
+"""

@@ -1,55 +1,58 @@
-"""The ``dlvc`` command: course tooling for instructors and teaching assistants.
+"""The ``dlvc`` command.
 
-    dlvc stubs            regenerate the student stubs in dlvc/ from solutions/
-    dlvc stubs --check    exit 1 and list the stubs that differ from solutions/
-    dlvc grade SUBMISSION... --assignment N --out DIR [--jobs J] [--seed S]
-                          grade a class with the hidden suite (see dlvc/course/grade.py)
+For students (in the handout):
+
+    dlvc submit --group G [--report report.pdf]
+                          pack group_G.zip for the assignment, check it, run the public tests
+
+For instructors and teaching assistants (in the course repository only):
+
+    dlvc stubs [--check]  regenerate the student stubs in dlvc/ from solutions/ (or only compare)
+    dlvc grade SUBMISSION... --assignment N --out DIR
+                          grade a class with the hidden suite
+    dlvc handout --assignment N --out DIR
+                          build the zip that students receive, and check it
+    dlvc autograder --assignment N --out DIR
+                          build the zip to upload as a Gradescope autograder
+
+Each command is a module of this package with ``add_arguments(parser)`` and
+``run(args)``. The handout leaves the staff modules out, so a student's ``dlvc``
+offers ``submit`` only.
 """
 
 import argparse
+import importlib
+import importlib.util
 import sys
-from pathlib import Path
 
-from . import grade
-from .stubs import MarkerError, generate_stubs
+COMMANDS = {
+    "submit": "pack the submission zip, check it, run the public tests",
+    "stubs": "generate the student stubs in dlvc/ from solutions/",
+    "grade": "grade submissions with an assignment's hidden suite",
+    "handout": "build the handout zip that students receive",
+    "autograder": "build the Gradescope autograder zip of an assignment",
+}
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+
+def available_commands() -> list[str]:
+    """The commands whose module is present: all of them in the course repository, ``submit`` in a handout."""
+    return [name for name in COMMANDS if importlib.util.find_spec(f"{__package__}.{name}") is not None]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dlvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    stubs = commands.add_parser("stubs", help="generate the student stubs in dlvc/ from solutions/")
-    stubs.add_argument("--root", type=Path, default=REPOSITORY_ROOT, help="repository root holding solutions/ and dlvc/ (default: %(default)s)")
-    stubs.add_argument("--check", action="store_true", help="write nothing; exit 1 if any stub differs from what solutions/ generates")
-    grading = commands.add_parser(
-        "grade", help="grade submissions with an assignment's hidden suite", description=grade.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    grade.add_arguments(grading)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(available_commands()) + "}")
+    for name in available_commands():
+        module = importlib.import_module(f"{__package__}.{name}")
+        command = commands.add_parser(name, help=COMMANDS[name], description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
     return parser.parse_args(argv)
-
-
-def run_stubs(args: argparse.Namespace) -> int:
-    try:
-        changed = generate_stubs(args.root, check=args.check)
-    except (MarkerError, FileNotFoundError) as error:
-        print(f"dlvc stubs: {error}", file=sys.stderr)
-        return 2
-    if args.check:
-        for path in changed:
-            print(f"out of date: {path} (run `dlvc stubs`)")
-        return 1 if changed else 0
-    for path in changed:
-        print(f"wrote {path}")
-    print(f"{len(changed)} stub file(s) written" if changed else "stubs are up to date")
-    return 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    commands = {"stubs": run_stubs, "grade": grade.run}
-    return commands[args.command](args)
+    return args.run(args)
 
 
 if __name__ == "__main__":

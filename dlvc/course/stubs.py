@@ -16,11 +16,15 @@ hold at least one line; nested, unterminated or misplaced markers stop the build
 with the file and line.
 """
 
+import argparse
 import ast
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
 BEGIN_MARKER = "# BEGIN SOLUTION"
 END_MARKER = "# END SOLUTION"
@@ -176,6 +180,17 @@ def make_stub(source: str, relpath: str, only: set[str] | None = None) -> str:
     return "".join(out)
 
 
+def without_markers(source: str) -> str:
+    """A solution file's text with its marker lines removed: the reference code as a student would write it."""
+    return "".join(line for line in source.splitlines(keepends=True) if line.strip() not in (BEGIN_MARKER, END_MARKER))
+
+
+def fill_in(package: Path, root: Path) -> None:
+    """Write the reference code of every solution file of ``root`` into ``package`` (a ``dlvc/`` folder), markers removed."""
+    for relative in solution_files(root):
+        (Path(package) / relative).write_text(without_markers((Path(root) / "solutions" / relative).read_text()))
+
+
 def solution_files(root: Path) -> list[Path]:
     """Every solution file under ``root/solutions``, relative to that folder."""
     solutions = root / "solutions"
@@ -223,3 +238,25 @@ def copy_package(root: Path, target: Path, package: str = "dlvc", reference: boo
         for relative in solution_files(root):
             shutil.copyfile(root / "solutions" / relative, target / package / relative)
     return target
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=REPOSITORY_ROOT, help="repository root holding solutions/ and dlvc/ (default: %(default)s)")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any stub differs from what solutions/ generates")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``dlvc stubs``: write the stubs, or with ``--check`` list those that are out of date."""
+    try:
+        changed = generate_stubs(args.root, check=args.check)
+    except (MarkerError, FileNotFoundError) as error:
+        print(f"dlvc stubs: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        for path in changed:
+            print(f"out of date: {path} (run `dlvc stubs`)")
+        return 1 if changed else 0
+    for path in changed:
+        print(f"wrote {path}")
+    print(f"{len(changed)} stub file(s) written" if changed else "stubs are up to date")
+    return 0
