@@ -88,3 +88,22 @@ def pytest_report_header(config):
     if config.getoption("--impl") and config.pluginmanager.has_plugin("dlvc-graded"):
         return [f"graded in sandboxed workers: {Path(config.getoption('--impl')).resolve()}", f"compared with: {package}, {kind}"]
     return f"dlvc under test: {package}, {kind}"
+
+
+@pytest.fixture(scope="session")
+def handouts(tmp_path_factory):
+    """``handouts(N)``: Assignment N's handout zip and what ``dlvc handout`` printed, built once per test run."""
+    import subprocess
+
+    built = {}
+
+    def build(assignment: int) -> tuple[Path, str]:
+        if assignment not in built:
+            out = tmp_path_factory.mktemp(f"handout{assignment}")
+            command = [sys.executable, "-m", "dlvc.course.cli", "handout", "--assignment", str(assignment), "--out", str(out)]
+            result = subprocess.run(command, cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=1800)
+            assert result.returncode == 0, f"dlvc handout --assignment {assignment} failed:\n{result.stdout}\n{result.stderr}"
+            built[assignment] = (out / f"dlvc-assignment{assignment}.zip", result.stdout)
+        return built[assignment]
+
+    return build

@@ -1,7 +1,6 @@
 """``dlvc handout``: what the students' zip holds, what it must never hold, and the checks it runs before it is written."""
 
 import shutil
-import subprocess
 import sys
 import tomllib
 import zipfile
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dlvc.course.archive import collect_files, write_zip
+from dlvc.course.cli import main
 from dlvc.course.handout import (
     SCRIPTS,
     STUDENT_COURSE_MODULES,
@@ -29,15 +29,17 @@ TOP = handout_name(ASSIGNMENT) + "/"
 
 
 @pytest.fixture(scope="module")
-def handout(tmp_path_factory) -> Path:
+def handout(handouts) -> Path:
     """Assignment 2's handout, built by the command with all its checks."""
-    out = tmp_path_factory.mktemp("dist")
-    result = subprocess.run(
-        [sys.executable, "-m", "dlvc.course.cli", "handout", "--assignment", str(ASSIGNMENT), "--out", str(out)],
-        cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=1800,
-    )
-    assert result.returncode == 0, f"dlvc handout failed:\n{result.stdout}\n{result.stderr}"
-    return out / f"{handout_name(ASSIGNMENT)}.zip"
+    return handouts(ASSIGNMENT)[0]
+
+
+@pytest.mark.slow
+def test_handout_command_reports_each_check_it_passed(handouts):
+    printed = handouts(ASSIGNMENT)[1]
+    for check in ("no solution line and no staff file", "installs and imports in a fresh virtual environment", "every public test that fails, fails at a stub"):
+        assert check in printed, f"dlvc handout should say {check!r}; it printed:\n{printed}"
+    assert printed.rstrip().endswith(f"{handout_name(ASSIGNMENT)}.zip")
 
 
 def names(archive: Path) -> set[str]:
@@ -158,3 +160,18 @@ def test_public_test_check_refuses_a_failure_that_is_not_at_a_stub(tree, tmp_pat
     )
     with pytest.raises(HandoutError, match=r"not at a stub of its assignments:\n  tests.public.test_needs_a_file.test_data_is_there"):
         check_public_tests(tree, Path(sys.executable), expected_todos(ASSIGNMENT), tmp_path / "report.xml")
+
+
+@pytest.mark.parametrize("command", ["handout", "autograder"])
+def test_staff_zip_commands_refuse_an_out_that_is_a_file(tmp_path, capsys, command):
+    taken = tmp_path / "dist"
+    taken.write_text("not a folder")
+    assert main([command, "--assignment", "1", "--out", str(taken)]) == 2
+    assert f"--out {taken}: a file, not a folder" in capsys.readouterr().err
+    assert taken.read_text() == "not a folder"
+
+
+def test_handout_of_an_assignment_without_a_manifest_names_those_with_one(tmp_path, capsys):
+    assert main(["handout", "--assignment", "9", "--out", str(tmp_path)]) == 2
+    assert "assignments with one: 1, 2, 3" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -10,16 +10,15 @@ The SegFormer TODOs are also held to the oracle: with any one of them stubbed, t
 comparison with transformers (``tests/test_segformer.py``) fails, naming it.
 """
 
-import os
 import re
 import shutil
-import subprocess
-import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from dlvc.course.stubs import find_regions, make_stub, solution_files
+from warm_pytest import warm_pytest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPOSITORY_ROOT / "solutions"
@@ -50,30 +49,43 @@ def public_tests_importing(relative: Path) -> list[str]:
     return files
 
 
-def failing_todos(checkout: Path, tests: list[str]) -> tuple[int, set[str], str]:
+def failing_todos(run, checkout: Path, tests: list[str], name: str) -> tuple[int | None, set[str], str]:
     """Run ``tests`` against the dlvc package in ``checkout``: the exit code, the TODOs the failures name, the output's end."""
-    command = [sys.executable, "-m", "pytest", *tests, "--impl", str(checkout), "-x", "-q", "-p", "no:cacheprovider", "--tb=line"]
-    result = subprocess.run(command, cwd=REPOSITORY_ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
-    return result.returncode, set(re.findall(r"NotImplementedError: TODO (\S+) \(", result.stdout)), result.stdout[-3000:]
+    status, output = run([*tests, "--impl", str(checkout), "-x", "-q", "-p", "no:cacheprovider", "--tb=line"], name)
+    return status, set(re.findall(r"NotImplementedError: TODO (\S+) \(", output)), output[-3000:]
+
+
+SEGFORMER_TODOS = [(todo_id, relative) for todo_id, relative in todos() if relative.stem in ("mit_transformer", "segformer_head")]
+ORACLE = ["tests/test_segformer.py", "-k", "equals_transformers or gradients_equal_transformers"]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict:
+    """``{(check, TODO id): outcome}`` for every TODO stubbed on its own; check is "public" or "oracle". Two warm runs at a time."""
+    runs = [("public", todo_id, relative, public_tests_importing(relative)) for todo_id, relative in todos()]
+    runs += [("oracle", todo_id, relative, ORACLE) for todo_id, relative in SEGFORMER_TODOS]
+
+    def outcome(run, check, todo_id, relative, tests):
+        checkout = tmp_path_factory.mktemp(f"{check}-todo{todo_id}")
+        build_with_one_stub(checkout, todo_id, relative)
+        return failing_todos(run, checkout, tests, f"{check}-todo{todo_id}")
+
+    with warm_pytest(tmp_path_factory.mktemp("logs")) as run, ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {(check, todo_id): pool.submit(outcome, run, check, todo_id, relative, tests) for check, todo_id, relative, tests in runs}
+        return {key: future.result() for key, future in futures.items()}
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SOLUTIONS.is_dir(), reason="no solutions/ folder: a student's checkout")
 @pytest.mark.parametrize("todo_id, relative", todos(), ids=[f"TODO {todo_id}" for todo_id, _ in todos()])
-def test_public_tests_catch_the_stub(tmp_path, todo_id, relative):
-    build_with_one_stub(tmp_path, todo_id, relative)
-    returncode, reported, output = failing_todos(tmp_path, public_tests_importing(relative))
+def test_public_tests_catch_the_stub(outcomes, todo_id, relative):
+    returncode, reported, output = outcomes["public", todo_id]
     assert returncode == 1 and reported == {todo_id}, f"with only TODO {todo_id} stubbed, the public tests said:\n{output}"
-
-
-SEGFORMER_TODOS = [(todo_id, relative) for todo_id, relative in todos() if relative.stem in ("mit_transformer", "segformer_head")]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SEGFORMER_TODOS, reason="no SegFormer solution files: a student's checkout")
 @pytest.mark.parametrize("todo_id, relative", SEGFORMER_TODOS, ids=[f"TODO {todo_id}" for todo_id, _ in SEGFORMER_TODOS])
-def test_transformers_oracle_catches_the_segformer_stub(tmp_path, todo_id, relative):
-    build_with_one_stub(tmp_path, todo_id, relative)
-    oracle = ["tests/test_segformer.py", "-k", "equals_transformers or gradients_equal_transformers"]
-    returncode, reported, output = failing_todos(tmp_path, oracle)
+def test_transformers_oracle_catches_the_segformer_stub(outcomes, todo_id, relative):
+    returncode, reported, output = outcomes["oracle", todo_id]
     assert returncode == 1 and reported == {todo_id}, f"with only TODO {todo_id} stubbed, the oracle test said:\n{output}"

@@ -21,6 +21,14 @@ EXECUTABLE_MODE = 0o755
 COMPRESSION_LEVEL = 9
 
 
+def output_folder(folder: Path) -> Path:
+    """``folder`` when a zip can be written into it (it exists as a folder, or not at all); ValueError otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder}: a file, not a folder to write the zip into")
+    return folder
+
+
 def collect_files(folder: Path, leave_out: Callable[[str], bool] = lambda relative: False) -> dict[str, Path]:
     """Every regular file under ``folder``: ``{posix path relative to folder: path}``, sorted.
 

@@ -33,7 +33,7 @@ import tomllib
 from pathlib import Path
 
 from . import grade
-from .archive import collect_files, write_zip
+from .archive import collect_files, output_folder, write_zip
 from .handout import requirement_name
 from .manifest import ManifestError, available_assignments, load_manifest
 from .submission import submission_name
@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        target = build_autograder(args.assignment, args.out)
-    except (AutograderError, ManifestError) as error:
+        target = build_autograder(args.assignment, output_folder(args.out))
+    except (AutograderError, ManifestError, ValueError) as error:
         print(f"dlvc autograder: {error}\nNothing was written.", file=sys.stderr)
         return 2
     print(f"wrote {target}: upload it as the autograder of Assignment {args.assignment} (Gradescope: Configure Autograder, zip file upload)")

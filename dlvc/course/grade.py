@@ -301,10 +301,13 @@ class ClassGrader:
 class SuiteRunner:
     """A warm runner process (:mod:`dlvc.course.runner`): runs the suite once per request, in a fork."""
 
-    def __init__(self, environment: dict[str, str], log: Path):
+    def __init__(self, environment: dict[str, str], log: Path, with_dlvc: bool = True):
+        """``with_dlvc=False``: the runner imports the libraries only, so each run may import a dlvc of its own."""
+        runner = Path(__file__).resolve().parent / "runner.py"
+        command = [sys.executable, "-m", "dlvc.course.runner"] if with_dlvc else [sys.executable, str(runner), "--without-dlvc"]
         with open(log, "a") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dlvc.course.runner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
                 cwd=REPOSITORY_ROOT, env=environment, text=True,
             )
         if not self.process.stdout.readline():

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from .archive import collect_files, write_zip
+from .archive import collect_files, output_folder, write_zip
 from .manifest import ManifestError, available_assignments, load_manifest
 from .stubs import MarkerError, find_regions, generate_stubs, solution_files
 from .submit import clean_environment, junit_outcomes, remaining_stubs, todo_order
@@ -71,8 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        target = build_handout(args.assignment, args.out)
-    except (HandoutError, ManifestError, MarkerError) as error:
+        target = build_handout(args.assignment, output_folder(args.out))
+    except (HandoutError, ManifestError, ValueError, MarkerError) as error:
         print(f"dlvc handout: {error}\nNothing was written.", file=sys.stderr)
         return 2
     print(f"wrote {target}")

@@ -10,6 +10,11 @@ output. Only trusted code runs here: the graded suite and the reference build;
 the student's code runs in the suite's sandboxed workers, as always.
 
 A child that outlives its time limit is killed, and the reply says so.
+
+``python dlvc/course/runner.py --without-dlvc`` (the file, so that no ``dlvc`` is
+imported to find it) warms the libraries only, so that each run may import a
+``dlvc`` package of its own (``pytest tests/public --impl FOLDER``): the kit's tests
+run the public tests on every mutant and every stub that way.
 """
 
 import json
@@ -18,8 +23,9 @@ import signal
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-WARM_MODULES = (
+WARM_LIBRARIES = (
     "torch",
     "torch._dynamo",
     "torchvision",
@@ -27,9 +33,8 @@ WARM_MODULES = (
     "matplotlib",
     "torch.utils.tensorboard",
     "pytest",
-    "dlvc",
-    "dlvc.course.graded",
 )
+WARM_PACKAGE = ("dlvc", "dlvc.course.graded")
 
 
 def serve(requests, replies) -> None:
@@ -81,10 +86,16 @@ def _wait(pid: int, seconds: float) -> dict:
         time.sleep(0.05)
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    import argparse
     import importlib
 
-    for name in WARM_MODULES:
+    parser = argparse.ArgumentParser(description="A warm pytest runner: one JSON request per line on stdin.")
+    parser.add_argument("--without-dlvc", action="store_true", help="warm the libraries only; each run imports its own dlvc")
+    args = parser.parse_args(argv)
+    if args.without_dlvc and sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        sys.path.pop(0)  # run as a file: its folder, dlvc/course, is no place to import modules from
+    for name in WARM_LIBRARIES + (() if args.without_dlvc else WARM_PACKAGE):
         importlib.import_module(name)
     import matplotlib
 

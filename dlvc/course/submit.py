@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .archive import collect_files, write_zip
+from .archive import collect_files, output_folder, write_zip
 from .manifest import Manifest, ManifestError, available_assignments, load_manifest
 
 PACKAGE = "dlvc"
@@ -104,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         root = Path(args.root).resolve()
         manifest = find_manifest(root, args.assignment)
-        target = Path(args.out or root).resolve() / f"group_{check_group(args.group)}.zip"
+        target = output_folder(Path(args.out or root)).resolve() / f"group_{check_group(args.group)}.zip"
         packing = pack(root, manifest, args.report)
-    except (SubmitError, ManifestError) as error:
+    except (SubmitError, ManifestError, ValueError) as error:
         print(f"dlvc submit: {error}\nNothing was written.", file=sys.stderr)
         return 2
     replaced = target.is_file()
