@@ -1,6 +1,7 @@
 """``dlvc handout``: what the students' zip holds, what it must never hold, and the checks it runs before it is written."""
 
 import shutil
+import subprocess
 import sys
 import tomllib
 import zipfile
@@ -134,16 +135,34 @@ def test_leak_check_finds_staff_modules_and_hidden_tests(tree):
     assert any(problem.startswith("tests/hidden/assignment1/test_metric.py: the handout holds no tests/hidden/") for problem in problems), problems
 
 
-def test_handout_refuses_stubs_that_are_out_of_date(tmp_path):
-    root = tmp_path / "course"
-    for folder in ("dlvc", "solutions", "assignments", "tests/public"):
-        shutil.copytree(REPOSITORY_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+def course_copy(folder: Path) -> Path:
+    """The parts of the course repository a handout is built from, copied into ``folder``."""
+    for part in ("dlvc", "solutions", "assignments", "tests/public"):
+        shutil.copytree(REPOSITORY_ROOT / part, folder / part, ignore=shutil.ignore_patterns("__pycache__"))
     for name in (*SCRIPTS, "pyproject.toml"):
-        shutil.copyfile(REPOSITORY_ROOT / name, root / name)
+        shutil.copyfile(REPOSITORY_ROOT / name, folder / name)
+    return folder
+
+
+def test_handout_refuses_stubs_that_are_out_of_date(tmp_path):
+    root = course_copy(tmp_path / "course")
     stub = root / "dlvc" / "metrics.py"
     stub.write_text(stub.read_text() + "\n# edited by hand\n")
     with pytest.raises(HandoutError, match=r"out of date with solutions/ \(run `make stubs`\): dlvc/metrics.py"):
         lay_out(ASSIGNMENT, tmp_path / "handout", root)
+
+
+def test_handout_names_the_files_that_differ_from_the_last_commit(tmp_path, capsys):
+    root = course_copy(tmp_path / "course")
+    git = ["git", "-C", str(root), "-c", "user.name=course", "-c", "user.email=course@example.org"]
+    for arguments in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the course"]):
+        subprocess.run([*git, *arguments], check=True, capture_output=True)
+    lay_out(ASSIGNMENT, tmp_path / "clean", root)
+    assert "warning" not in capsys.readouterr().err
+    (root / "dlvc" / "scratch.py").write_text("# an instructor's experiment\n")
+    (root / "train.py").write_text((root / "train.py").read_text() + "\n# edited\n")
+    lay_out(ASSIGNMENT, tmp_path / "dirty", root)
+    assert "differ from the last commit: dlvc/scratch.py, train.py" in capsys.readouterr().err
 
 
 @pytest.mark.slow

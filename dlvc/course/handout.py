@@ -119,7 +119,27 @@ def lay_out(assignment: int, tree: Path, root: Path = REPOSITORY_ROOT) -> Path:
         (tree / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / relative, tree / relative)
     write_student_files(tree, manifest.number, manifest.title, root)
+    uncommitted = uncommitted_files(root, ["dlvc", str(manifest.path.parent.relative_to(root)), *SCRIPTS, *public_tests(assignment, root)])
+    if uncommitted:
+        shown = ", ".join(uncommitted[:10]) + (f", ... ({len(uncommitted) - 10} more)" if len(uncommitted) > 10 else "")
+        print(f"dlvc handout: warning: the handout holds files that differ from the last commit: {shown}", file=sys.stderr)
     return tree
+
+
+def uncommitted_files(root: Path, paths: list[str]) -> list[str]:
+    """Of ``paths`` under ``root``, the files that are new or changed since the last commit; [] outside a git checkout.
+
+    A handout is the same bytes whenever it is built from one commit; these files would
+    make it differ, so ``dlvc handout`` names them.
+    """
+    command = ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all", "--", *paths]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if result.returncode != 0:
+        return []
+    return sorted(line[3:] for line in result.stdout.splitlines() if line[3:] and not line[3:].endswith((".pyc", "/")))
 
 
 def _caches(folder: str, names: list[str]) -> list[str]:
