@@ -1,6 +1,6 @@
 """The mutant corpora: at least two known mistakes per TODO, each patch still fits the reference, and the public tests catch every one they can see."""
 
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -8,7 +8,7 @@ import pytest
 from dlvc.course.manifest import available_assignments, load_manifest
 from dlvc.course.mutants import MutantError, apply_mutant, load_mutants, parse_mutant
 from dlvc.course.stubs import copy_package
-from warm_pytest import warm_pytest
+from warm_pytest import run_all
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = [number for number in available_assignments() if (REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}").is_dir()]
@@ -59,7 +59,7 @@ def test_a_mutant_without_its_header_is_refused(tmp_path):
         parse_mutant(bare)
 
 
-def public_outcome(run, assignment: int, mutant, folder: Path, name: str) -> tuple[int | None, str]:
+def public_outcome(assignment: int, mutant, folder: Path, name: str, run) -> tuple[int | None, str]:
     """The exit status and output's end of the mutant's part's public tests run on the mutated package."""
     mutated(mutant, folder)
     tests = list(MANIFESTS[assignment].part(mutant.part).public_tests)
@@ -70,9 +70,8 @@ def public_outcome(run, assignment: int, mutant, folder: Path, name: str) -> tup
 @pytest.fixture(scope="module")
 def public_outcomes(tmp_path_factory) -> dict:
     """Each mutant's public-test outcome, two warm pytest runs at a time."""
-    with warm_pytest(tmp_path_factory.mktemp("logs")) as run, ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(public_outcome, run, number, mutant, tmp_path_factory.mktemp(name), name) for name, (number, mutant) in zip(IDS, MUTANTS)}
-        return {name: future.result() for name, future in futures.items()}
+    jobs = {name: partial(public_outcome, number, mutant, tmp_path_factory.mktemp(name), name) for name, (number, mutant) in zip(IDS, MUTANTS)}
+    return run_all(tmp_path_factory.mktemp("logs"), jobs)
 
 
 @pytest.mark.slow

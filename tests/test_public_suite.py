@@ -12,13 +12,13 @@ comparison with transformers (``tests/test_segformer.py``) fails, naming it.
 
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from dlvc.course.stubs import find_regions, make_stub, solution_files
-from warm_pytest import warm_pytest
+from warm_pytest import run_all
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPOSITORY_ROOT / "solutions"
@@ -65,14 +65,13 @@ def outcomes(tmp_path_factory) -> dict:
     runs = [("public", todo_id, relative, public_tests_importing(relative)) for todo_id, relative in todos()]
     runs += [("oracle", todo_id, relative, ORACLE) for todo_id, relative in SEGFORMER_TODOS]
 
-    def outcome(run, check, todo_id, relative, tests):
+    def outcome(check, todo_id, relative, tests, run):
         checkout = tmp_path_factory.mktemp(f"{check}-todo{todo_id}")
         build_with_one_stub(checkout, todo_id, relative)
         return failing_todos(run, checkout, tests, f"{check}-todo{todo_id}")
 
-    with warm_pytest(tmp_path_factory.mktemp("logs")) as run, ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {(check, todo_id): pool.submit(outcome, run, check, todo_id, relative, tests) for check, todo_id, relative, tests in runs}
-        return {key: future.result() for key, future in futures.items()}
+    jobs = {(check, todo_id): partial(outcome, check, todo_id, relative, tests) for check, todo_id, relative, tests in runs}
+    return run_all(tmp_path_factory.mktemp("logs"), jobs)
 
 
 @pytest.mark.slow

@@ -3,20 +3,26 @@
 A fresh ``python -m pytest`` per package spends most of its time importing torch.
 :func:`warm_pytest` starts the grader's warm runner without a ``dlvc`` of its own
 (:mod:`dlvc.course.runner`, ``--without-dlvc``), and each run is a fork of it that
-imports the package under test, exactly as a fresh process would.
+imports the package under test, exactly as a fresh process would. :func:`run_all`
+calls many jobs, as many at a time as there are runners.
 """
 
 import os
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from dlvc.course.grade import SuiteRunner
 
+Run = Callable[[list[str], str], tuple[int | None, str]]
+Result = TypeVar("Result")
+
 
 @contextmanager
-def warm_pytest(logs: Path, runners: int = 2) -> Iterator[Callable[[list[str], str], tuple[int | None, str]]]:
+def warm_pytest(logs: Path, runners: int = 2) -> Iterator[Run]:
     """``run(argv, name)``: pytest with ``argv`` from the repository root, in a fork of one of ``runners`` warm runners.
 
     Returns the exit status (None when it outlived 600 s) and the output; safe to call
@@ -43,3 +49,10 @@ def warm_pytest(logs: Path, runners: int = 2) -> Iterator[Callable[[list[str], s
     finally:
         for runner in started:
             runner.close()
+
+
+def run_all(logs: Path, jobs: Mapping[Hashable, Callable[[Run], Result]], runners: int = 2) -> dict[Hashable, Result]:
+    """Call every job with a ``run`` of :func:`warm_pytest`, ``runners`` jobs at a time; the results by key."""
+    with warm_pytest(logs, runners) as run, ThreadPoolExecutor(max_workers=runners) as pool:
+        futures = {key: pool.submit(job, run) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from . import grade
 from .archive import collect_files, output_folder, write_zip
-from .handout import requirement_name
+from .handout import extra_pins, requirement_name
 from .manifest import ManifestError, available_assignments, load_manifest
 from .submission import submission_name
 
@@ -91,9 +91,8 @@ def build_autograder(assignment: int, out: Path, root: Path = REPOSITORY_ROOT) -
 
 def requirements(root: Path = REPOSITORY_ROOT) -> tuple[list[str], list[str]]:
     """The pins the grader needs: (torch and torchvision, everything else), from ``pyproject.toml``."""
-    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    grading = [pin for pin in project["optional-dependencies"]["test"] if requirement_name(pin) in GRADING_DEPENDENCIES]
-    pins = [*project["dependencies"], *grading]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    pins = [*project["project"]["dependencies"], *extra_pins(project, GRADING_DEPENDENCIES)]
     return [pin for pin in pins if requirement_name(pin) in TORCH_PACKAGES], [pin for pin in pins if requirement_name(pin) not in TORCH_PACKAGES]
 
 

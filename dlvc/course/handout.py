@@ -46,7 +46,7 @@ from string import Template
 from .archive import collect_files, output_folder, write_zip
 from .manifest import ManifestError, available_assignments, load_manifest
 from .stubs import MarkerError, find_regions, generate_stubs, solution_files
-from .submit import clean_environment, junit_outcomes, remaining_stubs, todo_order
+from .submit import clean_environment, junit_outcomes, remaining_stubs, run_public_tests, todo_order
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Path("assignments") / "handout"
@@ -58,6 +58,7 @@ FORBIDDEN = ("solutions/", "tests/hidden/", "tests/conftest.py", "mutants/", ".g
 LONG_LINE = 40  # a solution line this long is its own; shorter ones count when two of one region appear
 SHORT_LINE = 12
 STEP_SECONDS = 1200
+CACHES = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 class HandoutError(Exception):
@@ -112,14 +113,15 @@ def lay_out(assignment: int, tree: Path, root: Path = REPOSITORY_ROOT) -> Path:
         raise HandoutError(f"these stubs are out of date with solutions/ (run `make stubs`): {', '.join(stale)}")
     tree.mkdir(parents=True)
     shutil.copytree(root / "dlvc", tree / "dlvc", ignore=_package_ignore(root))
-    shutil.copytree(manifest.path.parent, tree / manifest.path.parent.relative_to(root), ignore=_caches)
+    shutil.copytree(manifest.path.parent, tree / manifest.path.parent.relative_to(root), ignore=CACHES)
     for script in SCRIPTS:
         shutil.copy2(root / script, tree / script)
-    for relative in public_tests(assignment, root):
+    tests = public_tests(assignment, root)
+    for relative in tests:
         (tree / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / relative, tree / relative)
     write_student_files(tree, manifest.number, manifest.title, root)
-    uncommitted = uncommitted_files(root, ["dlvc", str(manifest.path.parent.relative_to(root)), *SCRIPTS, *public_tests(assignment, root)])
+    uncommitted = uncommitted_files(root, ["dlvc", str(manifest.path.parent.relative_to(root)), *SCRIPTS, *tests])
     if uncommitted:
         shown = ", ".join(uncommitted[:10]) + (f", ... ({len(uncommitted) - 10} more)" if len(uncommitted) > 10 else "")
         print(f"dlvc handout: warning: the handout holds files that differ from the last commit: {shown}", file=sys.stderr)
@@ -142,18 +144,14 @@ def uncommitted_files(root: Path, paths: list[str]) -> list[str]:
     return sorted(line[3:] for line in result.stdout.splitlines() if line[3:] and not line[3:].endswith((".pyc", "/")))
 
 
-def _caches(folder: str, names: list[str]) -> list[str]:
-    return [name for name in names if name == "__pycache__" or name.endswith(".pyc")]
-
-
 def _package_ignore(root: Path):
     """shutil.copytree's ignore for dlvc/: caches, and of dlvc/course everything but the students' modules."""
     course = (root / "dlvc" / "course").resolve()
 
     def ignore(folder: str, names: list[str]) -> list[str]:
-        ignored = _caches(folder, names)
+        ignored = CACHES(folder, names)
         if Path(folder).resolve() == course:
-            ignored += [name for name in names if name not in STUDENT_COURSE_MODULES]
+            ignored |= {name for name in names if name not in STUDENT_COURSE_MODULES}
         return ignored
 
     return ignore
@@ -176,15 +174,13 @@ def expected_todos(assignment: int, root: Path = REPOSITORY_ROOT) -> set[str]:
 def write_student_files(tree: Path, number: int, title: str, root: Path = REPOSITORY_ROOT) -> None:
     """README.md, pyproject.toml, Makefile and .gitignore from ``assignments/handout/``."""
     project = tomllib.loads((root / "pyproject.toml").read_text())
-    pins = project["project"]["optional-dependencies"]["test"]
-    test_pins = [pin for pin in pins if requirement_name(pin) in STUDENT_TEST_DEPENDENCIES]
     values = {
         "number": str(number),
         "title": title,
         "version": json.dumps(project["project"]["version"]),
         "description": json.dumps(f"Assignment {number} of the dlvc course: {title}"),
         "dependencies": _toml_list(project["project"]["dependencies"]),
-        "test_dependencies": _toml_list(test_pins),
+        "test_dependencies": _toml_list(extra_pins(project, STUDENT_TEST_DEPENDENCIES)),
         "markers": _toml_list(project["tool"]["pytest"]["ini_options"]["markers"]),
     }
     templates = root / TEMPLATES
@@ -193,6 +189,11 @@ def write_student_files(tree: Path, number: int, title: str, root: Path = REPOSI
         (tree / name).write_text(text)
     shutil.copyfile(templates / "Makefile", tree / "Makefile")
     shutil.copyfile(templates / "gitignore", tree / ".gitignore")
+
+
+def extra_pins(project: dict, names: tuple[str, ...]) -> list[str]:
+    """The pins of ``names`` in the test extra (``[project.optional-dependencies] test``) of a parsed ``pyproject.toml``."""
+    return [pin for pin in project["project"]["optional-dependencies"]["test"] if requirement_name(pin) in names]
 
 
 def requirement_name(pin: str) -> str:
@@ -326,9 +327,8 @@ def check_public_tests(tree: Path, python: Path, expected: set[str], report: Pat
     left = {stub.todo_id for stub in remaining_stubs(tree / "dlvc")}
     if not expected <= left:
         raise HandoutError(f"TODO {', '.join(sorted(expected - left, key=todo_order))} should be stubs in the handout, and are not")
-    command = [str(python), "-m", "pytest", "tests/public", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--junitxml", str(report)]
     try:
-        subprocess.run(command, cwd=tree, capture_output=True, text=True, timeout=STEP_SECONDS, env=clean_environment())
+        run_public_tests(python, tree, report, STEP_SECONDS)
     except subprocess.TimeoutExpired:
         raise HandoutError(f"the public tests took more than {STEP_SECONDS} s on the handout") from None
     if not report.is_file():

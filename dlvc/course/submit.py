@@ -253,15 +253,25 @@ def public_test_lines(target: Path, root: Path) -> list[str]:
         if (root / "pyproject.toml").is_file():
             shutil.copyfile(root / "pyproject.toml", copy / "pyproject.toml")
         report = copy / "public-tests.xml"
-        command = [sys.executable, "-m", "pytest", "tests/public", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--junitxml", str(report)]
         print(f"running the public tests on the packed copy (at most {TEST_SECONDS // 60} min) ...", flush=True)
         try:
-            result = subprocess.run(command, cwd=copy, capture_output=True, text=True, timeout=TEST_SECONDS, env=clean_environment())
+            result = run_public_tests(Path(sys.executable), copy, report, TEST_SECONDS)
         except subprocess.TimeoutExpired:
             return [f"public tests: did not finish within {TEST_SECONDS // 60} minutes (an endless loop?); the zip is written all the same"]
         if not report.is_file():
             return [f"public tests: pytest did not run (exit status {result.returncode}):", *result.stdout.splitlines()[-10:], *result.stderr.splitlines()[-10:]]
         return summarize_junit(report)
+
+
+def run_public_tests(python: Path, folder: Path, report: Path, seconds: float) -> subprocess.CompletedProcess:
+    """Run ``folder/tests/public`` with ``python`` from ``folder``, whose dlvc/ is imported; pytest's JUnit XML goes to ``report``.
+
+    A module that fails to import fails its tests and the rest still run. The
+    environment has no setting that would import another dlvc. TimeoutExpired after
+    ``seconds``.
+    """
+    command = [str(python), "-m", "pytest", "tests/public", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--junitxml", str(report)]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=seconds, env=clean_environment())
 
 
 @dataclass(frozen=True)
