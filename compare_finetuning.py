@@ -22,13 +22,16 @@ import argparse
 import csv
 from pathlib import Path
 
-from dlvc.experiment import ENCODER_FILE_SUFFIX, SEGFORMER_DATASETS, best_val_miou, run, training_parser
+from dlvc.errors import MISSING_FILE, InputError, checking_input, exit_on_input_error
+from dlvc.experiment import ENCODER_FILE_SUFFIX, SEGFORMER_DATASETS, best_val_miou, build_datasets, resolve, run, training_parser
 from dlvc.trainer import CHECKPOINT_NAME
 from dlvc.viz import plot_runs
 
 TRAINING_DESCRIPTION = "train_segformer.py's flags, as each run of compare_finetuning.py reads them."
 RUN_FLAGS = ("--dataset", "--model", "--out", "--resume", "--overwrite", "--pretrain", "--finetune", "--strategy")
 """Flags that differ between the runs: this script sets them, so they cannot be passed on."""
+PRETRAIN_RUN = "pretrain"
+"""The pretraining's run folder under --out; it is not one of the compared runs."""
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
@@ -65,12 +68,10 @@ def training_argv(args: argparse.Namespace, out: Path, dataset: str, epochs: int
 
 def main(args: argparse.Namespace, passed_on: list[str]) -> None:
     parser = training_parser(TRAINING_DESCRIPTION, default_dataset=args.target, default_model="segformer", datasets=SEGFORMER_DATASETS)
-    encoder = args.pretrained
-    if encoder is None:
-        folder = args.out / "pretrain"
-        argv = training_argv(args, folder, args.source, args.pretrain_epochs or args.epochs, args.lr)
-        run(parser.parse_args(argv + ["--pretrain"] + passed_on))
-        encoder = folder / f"model_{ENCODER_FILE_SUFFIX}.pt"
+    if args.pretrained is not None and not args.pretrained.is_file():
+        raise InputError(f"--pretrained: no file at {args.pretrained}", MISSING_FILE)
+    pretraining = args.out / PRETRAIN_RUN
+    encoder = args.pretrained or pretraining / f"model_{ENCODER_FILE_SUFFIX}.pt"
     finetune_lr = args.finetune_lr if args.finetune_lr is not None else args.lr / 10
     runs = {
         "scratch": ([], args.lr),
@@ -78,10 +79,16 @@ def main(args: argparse.Namespace, passed_on: list[str]) -> None:
         "freeze": (["--finetune", str(encoder), "--strategy", "freeze"], args.lr),
         "init-low-lr": (["--finetune", str(encoder), "--strategy", "init"], finetune_lr),
     }
-    histories = {}
-    for name, (transfer, lr) in runs.items():
-        label = f"{name} (lr {lr:g})"
-        histories[label] = run(parser.parse_args(training_argv(args, args.out / name, args.target, args.epochs, lr) + transfer + passed_on))
+    argvs = {
+        f"{name} (lr {lr:g})": training_argv(args, args.out / name, args.target, args.epochs, lr) + transfer + passed_on
+        for name, (transfer, lr) in runs.items()
+    }
+    if args.pretrained is None:
+        pretrain_argv = training_argv(args, pretraining, args.source, args.pretrain_epochs or args.epochs, args.lr) + ["--pretrain"] + passed_on
+        argvs = {PRETRAIN_RUN: pretrain_argv, **argvs}
+    check_datasets(parser, argvs.values())
+    histories = {label: run(parser.parse_args(argv)) for label, argv in argvs.items()}
+    histories.pop(PRETRAIN_RUN, None)
     write_histories(histories, args.out / "comparison.csv")
     path = plot_runs(histories, args.out / "comparison.png", title=f"SegFormer on {args.target}: scratch or fine-tuned from {args.source}")
     print(f"\n{'run':<26} {'best val mIoU':>13} {'last train loss':>16}")
@@ -90,6 +97,13 @@ def main(args: argparse.Namespace, passed_on: list[str]) -> None:
         shown = "-" if best is None else f"{best:.4f}"
         print(f"{label:<26} {shown:>13} {history[-1]['train_loss']:>16.4f}")
     print(f"plot: {path}")
+
+
+def check_datasets(parser: argparse.ArgumentParser, argvs) -> None:
+    """Resolve every run's flags and find its data sets before the first run trains, so that a mistake ends the script at once."""
+    for argv in argvs:
+        with checking_input():
+            build_datasets(resolve(parser.parse_args(argv)))
 
 
 def write_histories(histories: dict[str, list[dict]], path: Path) -> None:
@@ -104,4 +118,4 @@ def write_histories(histories: dict[str, list[dict]], path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(*parse_args())
+    exit_on_input_error(main, *parse_args())

@@ -6,11 +6,15 @@
     torchrun --nproc_per_node=2 train.py ...              # several processes / GPUs
 
 Every flag has a default (``python train.py --help``); the resolved configuration is
-printed at start and saved in the run folder and in every checkpoint.
+printed once the data and the model are built, and saved in the run folder and in
+every checkpoint. A missing dataset or weight file ends the script with
+``train.py: error: <message>`` and exit status 1, a bad flag or combination of flags
+with status 2.
 """
 
 import argparse
 
+from dlvc.errors import exit_on_input_error
 from dlvc.experiment import run, training_parser
 
 
@@ -23,4 +27,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    exit_on_input_error(main, parse_args())

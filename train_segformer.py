@@ -15,6 +15,7 @@ optimizer only the head's weights. Every other flag is train.py's (``--help``).
 
 import argparse
 
+from dlvc.errors import exit_on_input_error
 from dlvc.experiment import SEGFORMER_DATASETS, run, training_parser
 
 
@@ -27,4 +28,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    exit_on_input_error(main, parse_args())

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from dlvc import viz
+from dlvc.errors import BAD_FLAGS, MISSING_FILE, InputError, checking_input, exit_on_input_error
 from dlvc.experiment import build_datasets, build_model, select_device
 
 
@@ -33,7 +34,7 @@ def load_run_config(weights: Path) -> argparse.Namespace:
     """The training flags saved beside ``weights`` by train.py."""
     config_path = weights.parent / "config.json"
     if not config_path.is_file():
-        raise SystemExit(f"--checkpoint: no config.json beside {weights}; point it at a file inside a train.py run folder")
+        raise InputError(f"--checkpoint: no config.json beside {weights}; point it at a file inside a train.py run folder", MISSING_FILE)
     config = json.loads(config_path.read_text())
     size = config["image_size"]
     config["image_size"] = tuple(size) if isinstance(size, list) else size
@@ -44,21 +45,23 @@ def load_run_config(weights: Path) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> Path:
     weights = args.checkpoint / "model_best.pt" if args.checkpoint.is_dir() else args.checkpoint
     if not weights.is_file():
-        raise SystemExit(f"--checkpoint: no file at {weights}")
+        raise InputError(f"--checkpoint: no file at {weights}", MISSING_FILE)
     if args.num_samples < 1:
-        raise SystemExit(f"--num-samples: expected at least 1, got {args.num_samples}")
+        raise InputError(f"--num-samples: expected at least 1, got {args.num_samples}", BAD_FLAGS)
     config = load_run_config(weights)
     config.download = False
     config.pretrained_backbone = False  # the trained weights replace them anyway
     if args.data_root is not None:
         config.data_root = args.data_root
-    _, val_data = build_datasets(config)
+    with checking_input():
+        _, val_data = build_datasets(config)
     last = min(args.first + args.num_samples, len(val_data))
-    if args.first >= last:
-        raise SystemExit(f"--first: the validation split has {len(val_data)} samples, got {args.first}")
+    if not 0 <= args.first < last:
+        raise InputError(f"--first: expected an index in [0, {len(val_data)}) of the validation split, got {args.first}", BAD_FLAGS)
     device = select_device(args.device)
     model = build_model(config, len(val_data.classes_seg))
-    model.load(weights)
+    with checking_input("--checkpoint"):
+        model.load(weights)
     model.to(device).eval()
     images, targets = map(torch.stack, zip(*(val_data[index] for index in range(args.first, last))))
     with torch.inference_mode():
@@ -70,4 +73,4 @@ def main(args: argparse.Namespace) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    exit_on_input_error(main, parse_args())

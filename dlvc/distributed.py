@@ -8,11 +8,14 @@ rank 0 writes checkpoints, logs and plots. Without ``torchrun`` everything here
 falls back to a single process.
 """
 
+import math
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 
 
@@ -76,6 +79,28 @@ def sum_across_processes(values: torch.Tensor) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def mean_across_processes(total: torch.Tensor, count: int) -> float:
+    """``total / count`` with both summed over all processes; NaN when no process counted anything.
+
+    Args:
+        total: a 0-d tensor, this process's sum (of the losses of its samples, say).
+        count: how many things this process added up in ``total``.
+    """
+    totals = sum_across_processes(torch.stack([total.float(), torch.tensor(float(count), device=total.device)]))
+    return (totals[0] / totals[1]).item() if totals[1] > 0 else math.nan
+
+
+def wrap(model: nn.Module, device: torch.device, info: ProcessInfo) -> nn.Module:
+    """``model`` in DistributedDataParallel when this process is one of several, ``model`` itself otherwise.
+
+    DistributedDataParallel averages the gradients over the processes in the backward
+    pass; its forward is the model's, (B, 3, H, W) images -> (B, K, H, W) logits.
+    """
+    if not info.distributed:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 class ShardSampler(Sampler[int]):

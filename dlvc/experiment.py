@@ -8,6 +8,7 @@ can follow a flag from the command line to the object it makes.
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from .datasets.oxfordpets import OxfordPetsCustom
 from .datasets.synthetic import SyntheticCity, SyntheticPets
 from .datasets.transforms import eval_transforms, train_transforms
 from .datasets.voc import VOCSegmentation
+from .errors import BAD_FLAGS, MISSING_FILE, InputError, checking_input
 from .losses import LOSSES, build_loss
 from .metrics import SegMetrics
 from .models.fcn import fcn_resnet50
@@ -28,6 +30,7 @@ from .models.segformer import VARIANTS, SegFormer
 from .models.segmenter import DeepSegmenter
 from .models.unet import UNet
 from .optim import OPTIMIZERS, SCHEDULER_INTERVALS, build_optimizer, build_scheduler, parameter_groups
+from .threads import apply_threads, load_warning, plan_threads
 from .trainer import CHECKPOINT_NAME, ImgSemSegTrainer, batches_per_epoch
 
 DEFAULT_IMAGE_SIZE = {"oxford": 64, "synthetic-pets": 64, "city": (64, 128), "synthetic-city": (64, 128), "voc": 128}
@@ -67,6 +70,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_dataset: str
     data.add_argument("--train-samples", type=int, default=None, help="synthetic datasets: training samples (default: the dataset's)")
     data.add_argument("--val-samples", type=int, default=None, help="synthetic datasets: validation samples (default: the dataset's)")
     data.add_argument("--workers", type=int, default=4, help="DataLoader worker processes per training process (default: %(default)s)")
+    data.add_argument("--threads", type=positive_int, default=None,
+                      help="CPU threads of each training process, one per DataLoader worker and the rest for the main process "
+                      "(default: the cores this process may use, shared among torchrun's processes on the machine)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=MODELS, default=default_model, help="network (default: %(default)s)")
@@ -89,8 +95,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_dataset: str
                           "(no gradients, eval mode) and train the rest (default: %(default)s)")
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=int, default=30, help="epochs in the whole run (default: %(default)s)")
-    optim.add_argument("--batch-size", type=int, default=64, help="batch size per process (default: %(default)s)")
+    optim.add_argument("--epochs", type=positive_int, default=30, help="epochs in the whole run (default: %(default)s)")
+    optim.add_argument("--batch-size", type=positive_int, default=64, help="batch size per process (default: %(default)s)")
     optim.add_argument("--loss", choices=sorted(LOSSES), default="ce", help="loss function (default: %(default)s)")
     optim.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw", help="optimizer; AdamW uses amsgrad (default: %(default)s)")
     optim.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: %(default)s)")
@@ -105,7 +111,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_dataset: str
 
     run = parser.add_argument_group("run")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when available (default: %(default)s)")
-    run.add_argument("--val-frequency", type=int, default=2, help="validate every N epochs and after the last (default: %(default)s)")
+    run.add_argument("--val-frequency", type=positive_int, default=2, help="validate every N epochs and after the last (default: %(default)s)")
     run.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<dataset>-<model>, or the --resume checkpoint's folder)")
     run.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint.pt or a run folder holding one")
     run.add_argument("--overwrite", action="store_true", help="start afresh in an --out folder that already holds a run")
@@ -113,8 +119,16 @@ def add_training_arguments(parser: argparse.ArgumentParser, default_dataset: str
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars (default: on)")
 
 
+def positive_int(text: str) -> int:
+    """The argparse type of counts that must be at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
+
+
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the defaults that depend on other flags and check the combinations."""
+    """Fill the defaults that depend on other flags (``--threads`` among them) and check the combinations."""
     if args.resume is not None and args.resume.is_dir():
         args.resume = args.resume / CHECKPOINT_NAME
     if args.out is None:
@@ -122,23 +136,27 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     if args.image_size is None:
         args.image_size = DEFAULT_IMAGE_SIZE[args.dataset]
     elif len(args.image_size) > 2:
-        raise SystemExit(f"--image-size: expected H or H W, got {args.image_size}")
+        raise InputError(f"--image-size: expected H or H W, got {args.image_size}", BAD_FLAGS)
     else:
         args.image_size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size)
     if args.small_stem is None:
         sides = (args.image_size,) if isinstance(args.image_size, int) else args.image_size
         args.small_stem = min(sides) <= SMALL_STEM_MAX_SIDE
     if args.strategy == "freeze" and args.finetune is None and not args.pretrained_backbone:
-        raise SystemExit("--strategy freeze: the encoder would stay at its random initialisation; give --finetune CKPT or --pretrained-backbone")
+        raise InputError(
+            "--strategy freeze: the encoder would stay at its random initialisation; give --finetune CKPT or --pretrained-backbone", BAD_FLAGS
+        )
     if args.amp == "auto":
         args.amp = "bf16" if args.device == "cpu" or not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else "fp16"
+    with checking_input():
+        args.threads = plan_threads(args.threads, args.workers).total
     return args
 
 
 def select_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available here; use --device cpu or auto")
+        raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto", BAD_FLAGS)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -181,32 +199,57 @@ def prepare_transfer(model: DeepSegmenter, args: argparse.Namespace, announce: b
     applied then.
     """
     if args.finetune is not None and args.resume is None:
-        try:
+        with checking_input("--finetune"):
             loaded = model.load(args.finetune, only=("encoder",))
-        except (FileNotFoundError, ValueError) as error:
-            raise SystemExit(f"--finetune: {error}") from error
         if announce:
             print(f"--finetune: loaded {len(loaded)} encoder tensors from {args.finetune}; the head starts afresh")
     if args.strategy == "freeze":
         encoder = model.part("encoder")
         if not isinstance(encoder, Freezable):
-            raise SystemExit(f"--strategy freeze: the {args.model} encoder cannot be frozen; use --strategy init")
+            raise InputError(f"--strategy freeze: the {args.model} encoder cannot be frozen; use --strategy init", BAD_FLAGS)
         encoder.freeze()
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    """Build everything the flags describe and train; returns the history."""
+    """Build everything the flags describe and train; returns the history.
+
+    A bad flag or combination of flags, a missing dataset or weight file ends in an
+    :class:`~dlvc.errors.InputError` while the run is being built; the configuration,
+    with the resolved thread count, is printed only once everything is built.
+    """
     args = resolve(args)
     device = select_device(args.device)
+    threads = plan_threads(args.threads, args.workers)
+    apply_threads(threads)
     process = distributed.init_from_environment(device)
     device = distributed.device_for(process, device)
     try:
         seed_everything(args.seed)
+        trainer, model = build_trainer(args, device, process)
         if process.is_main:
             print("configuration:", json.dumps(vars(args), default=str, indent=2))
-        if args.resume is not None:
-            if not args.resume.is_file():
-                raise SystemExit(f"--resume: no checkpoint at {args.resume}")
+            print(threads.describe())
+            warning = load_warning(threads)
+            if warning is not None:
+                print(warning, file=sys.stderr)
+        history = trainer.train()
+        if process.is_main and args.pretrain:
+            model.load(args.out / "model_best.pt")
+            path = model.save(args.out, ENCODER_FILE_SUFFIX, only=("encoder",))
+            print(f"--pretrain: wrote the best model's encoder to {path}; fine-tune with --finetune {path}")
+        if process.is_main:
+            best = best_val_miou(history)
+            print(f"best val mIoU {best:.4f}; run folder: {os.fspath(args.out)}" if best is not None else f"run folder: {os.fspath(args.out)}")
+        return history
+    finally:
+        distributed.shutdown()
+
+
+def build_trainer(args: argparse.Namespace, device: torch.device, process: distributed.ProcessInfo) -> tuple[ImgSemSegTrainer, DeepSegmenter]:
+    """The trainer of a resolved run and its model; the kit's complaints about the inputs become InputErrors."""
+    if args.resume is not None and not args.resume.is_file():
+        raise InputError(f"--resume: no checkpoint at {args.resume}", MISSING_FILE)
+    with checking_input():
         train_data, val_data = build_datasets(args)
         classes = train_data.classes_seg
         model = build_model(args, len(classes))
@@ -240,17 +283,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             config=vars(args),
             progress=args.progress,
         )
-        history = trainer.train()
-        if process.is_main and args.pretrain:
-            model.load(args.out / "model_best.pt")
-            path = model.save(args.out, ENCODER_FILE_SUFFIX, only=("encoder",))
-            print(f"--pretrain: wrote the best model's encoder to {path}; fine-tune with --finetune {path}")
-        if process.is_main:
-            best = best_val_miou(history)
-            print(f"best val mIoU {best:.4f}; run folder: {os.fspath(args.out)}" if best is not None else f"run folder: {os.fspath(args.out)}")
-        return history
-    finally:
-        distributed.shutdown()
+    return trainer, model
 
 
 def best_val_miou(history: list[dict]) -> float | None:

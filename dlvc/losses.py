@@ -10,14 +10,16 @@ and returns a scalar tensor. Ignored pixels contribute nothing, and a batch whos
 pixels are all ignored gives a loss of 0 that still back-propagates (zero gradients,
 never NaN).
 
-The pixel-wise losses work on ``log_softmax`` directly: ``log(softmax(x) + eps)``
-loses every digit of ``log p`` once ``p`` underflows (logits a few hundred apart),
-while ``log_softmax`` subtracts the largest logit first and stays exact.
+The pixel-wise losses stay exact at any finite logits. A loss written as
+``-log(softmax(x) + eps)`` does not: once a probability underflows to 0 (logits a
+hundred or so apart in float32) it reads ``-log(eps)`` instead of the true value,
+which can be thousands, and without the ``eps`` it is infinite.
 
 - :class:`CrossEntropyLoss`: the same numbers as ``torch.nn.functional.cross_entropy``,
-  class weights and label smoothing included.
+  class weights included. Students write its two steps in Assignment 1, part 2:
+  :func:`target_log_probs` (TODO 1.4) and :func:`weighted_pixel_mean` (TODO 1.5).
 - :class:`FocalLoss`: Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017,
-  softmax form ``-(1 - p_t)^gamma log p_t``.
+  softmax form ``-(1 - p_t)^gamma log p_t`` (TODO 1.6).
 - :class:`TopKCrossEntropyLoss`: online hard-pixel mining, the mean cross-entropy of
   the hardest fraction of the pixels (Wu et al., "Bridging Category-level and
   Instance-level Semantic Image Segmentation", 2016).
@@ -75,8 +77,8 @@ def class_weights_from_frequencies(pixel_counts: Sequence[int] | torch.Tensor, s
     return weights.to(torch.float32)
 
 
-def _check_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> None:
-    """Raise TypeError/ValueError unless ``logits`` (B, C, H, W) and ``target`` (B, H, W) fit together."""
+def _check_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, weight: torch.Tensor | None = None) -> None:
+    """Raise TypeError/ValueError unless ``logits`` (B, C, H, W), ``target`` (B, H, W) and the class weights fit together."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.ndim != 4:
         raise TypeError(f"logits: expected a float tensor of shape (B, C, H, W), got {describe(logits)}")
     if not isinstance(target, torch.Tensor) or target.dtype != torch.int64 or target.ndim != 3:
@@ -93,7 +95,8 @@ def _check_inputs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int)
             f"target: expected class ids in [0, {classes}) or the ignore label {ignore_index}, "
             f"got {sorted(target[wrong].unique().tolist())}"
         )
-
+    if weight is not None and weight.numel() != classes:
+        raise ValueError(f"weight: expected one weight per class ({classes}), got {weight.numel()}")
 
 
 def _class_weight(weight: Sequence[float] | torch.Tensor | None) -> torch.Tensor | None:
@@ -108,82 +111,87 @@ def _class_weight(weight: Sequence[float] | torch.Tensor | None) -> torch.Tensor
     return weight
 
 
-def _pixel_weights(weight: torch.Tensor | None, logits: torch.Tensor, target: torch.Tensor, ignore_index: int):
-    """Per-pixel weights: the target class's weight (1 without class weights), 0 where ignored.
-
-    Returns:
-        ``(safe_target, pixel_weight)``, both (B, H, W): the target with ignored
-        pixels set to class 0 (so that it can index), and the float weights.
-    """
-    valid = target != ignore_index
-    safe_target = torch.where(valid, target, 0)
-    if weight is None:
-        return safe_target, valid.to(logits.dtype)
-    if weight.numel() != logits.shape[1]:
-        raise ValueError(f"weight: expected one weight per class ({logits.shape[1]}), got {weight.numel()}")
-    return safe_target, weight.to(logits.device, logits.dtype)[safe_target] * valid
-
-
-def _per_weight(weighted_losses: torch.Tensor, pixel_weight: torch.Tensor) -> torch.Tensor:
-    """``sum(weighted_losses) / sum(pixel_weight)``; 0 (with a gradient path) when every weight is 0."""
-    return weighted_losses.sum() / pixel_weight.sum().clamp_min(torch.finfo(pixel_weight.dtype).tiny)
-
-
 def _zero_with_gradient(logits: torch.Tensor) -> torch.Tensor:
     """A loss of exactly 0 that still back-propagates into ``logits`` (with zero gradients)."""
     return logits.sum() * 0.0 + 0.0
 
 
-def _target_log_probs(logits: torch.Tensor, safe_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``log_softmax`` over the classes, and its value at each pixel's target class.
+def target_log_probs(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """``log p_t``: the log of the softmax probability of each pixel's target class.
+
+    Args:
+        logits: float (B, C, H, W), raw scores.
+        target: int64 (B, H, W), class ids in [0, C) or ``ignore_index``.
+        ignore_index: the target label of unlabelled pixels.
 
     Returns:
-        log probabilities (B, C, H, W) and ``log p_t`` (B, H, W).
+        float (B, H, W): ``log p_t`` at the labelled pixels, 0 at the ignored ones;
+        finite wherever the logits are (also when they are thousands apart).
     """
-    log_probs = F.log_softmax(logits, dim=1)
-    log_p_target = log_probs.gather(1, safe_target.unsqueeze(1)).squeeze(1)  # (B, 1, H, W) -> (B, H, W)
-    return log_probs, log_p_target
+    # TODO 1.4 (Assignment 1, part 2): the log-probability of each pixel's target class.
+    # In: `logits` (B, C, H, W), any finite values; `target` (B, H, W), where
+    # `ignore_index` marks pixels without a label.
+    # Out: `log_p_target` (B, H, W), the log-softmax over the classes taken at the
+    # target class; exactly 0 at ignored pixels; finite (no NaN, no inf) even at
+    # logits of +-1e4, with a gradient that is finite too.
+    # Think about what log(softmax(x)) loses when one probability underflows to 0,
+    # and what subtracting the largest logit first buys (the module docstring).
+    # About 4 lines; hint 1.4 in the assignment's README.
+    raise NotImplementedError(
+        "TODO 1.4 (Assignment 1, part 2) in dlvc/losses.py, target_log_probs: the log-probability of each pixel's target class."
+    )
+
+
+def weighted_pixel_mean(
+    pixel_loss: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """The mean of a per-pixel loss over the labelled pixels, each weighted by its target class's weight.
+
+    Args:
+        pixel_loss: float (B, H, W), the loss of every pixel (any finite value at ignored pixels).
+        target: int64 (B, H, W), class ids in [0, C) or ``ignore_index``.
+        weight: float (C,) class weights, or None for weight 1 everywhere.
+        ignore_index: the target label of unlabelled pixels.
+
+    Returns:
+        A scalar: ``sum_i w[t_i] * loss_i / sum_i w[t_i]`` over the labelled pixels i,
+        as ``torch.nn.functional.cross_entropy`` averages; 0 (still back-propagating,
+        with zero gradients) when the weights of the labelled pixels sum to 0.
+    """
+    # TODO 1.5 (Assignment 1, part 2): the class-weighted mean over the labelled pixels.
+    # In: `pixel_loss` (B, H, W); `target` (B, H, W) with `ignore_index` where
+    # unlabelled; `weight` (C,) or None.
+    # Out: a scalar tensor, the weighted mean of the docstring. Ignored pixels count
+    # nowhere: not in the sum and not in what it is divided by, whatever finite value
+    # `pixel_loss` holds there. A batch without labelled pixels gives 0, never NaN.
+    # About 6 lines; hint 1.5 in the assignment's README.
+    raise NotImplementedError(
+        'TODO 1.5 (Assignment 1, part 2) in dlvc/losses.py, weighted_pixel_mean: the class-weighted mean over the labelled pixels.'
+    )
 
 
 class CrossEntropyLoss(nn.Module):
-    """Pixel-wise cross-entropy, ``-log p_t``, averaged over the counted pixels.
+    """Pixel-wise cross-entropy, ``-log p_t``, averaged over the labelled pixels.
 
     Args:
         weight: optional ``(C,)`` class weights; the mean is then weighted, divided
-            by the sum of the counted pixels' weights (as in PyTorch).
+            by the sum of the labelled pixels' weights (as in PyTorch).
         ignore_index: target label of pixels that count for nothing.
-        label_smoothing: ``eps`` in [0, 1]: the target distribution puts
-            ``1 - eps + eps / C`` on the labelled class and ``eps / C`` on each other.
     """
 
-    def __init__(
-        self,
-        weight: Sequence[float] | torch.Tensor | None = None,
-        ignore_index: int = IGNORE_INDEX,
-        label_smoothing: float = 0.0,
-    ):
+    def __init__(self, weight: Sequence[float] | torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX):
         super().__init__()
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
         self.register_buffer("weight", _class_weight(weight))
         self.ignore_index = ignore_index
-        self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) logits, (B, H, W) target -> scalar loss."""
-        _check_inputs(logits, target, self.ignore_index)
-        safe_target, pixel_weight = _pixel_weights(self.weight, logits, target, self.ignore_index)
-        log_probs, log_p_target = _target_log_probs(logits, safe_target)
-        loss = -log_p_target * pixel_weight
-        if self.label_smoothing > 0:
-            weighted_log_probs = log_probs
-            if self.weight is not None:
-                class_weight = self.weight.to(logits.device, logits.dtype).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-                weighted_log_probs = log_probs * class_weight
-            uniform = -weighted_log_probs.mean(dim=1)  # (B, C, H, W) -> (B, H, W)
-            valid = target != self.ignore_index
-            loss = (1 - self.label_smoothing) * loss + self.label_smoothing * uniform * valid
-        return _per_weight(loss, pixel_weight)
+        _check_inputs(logits, target, self.ignore_index, self.weight)
+        pixel_loss = -target_log_probs(logits, target, self.ignore_index)
+        return weighted_pixel_mean(pixel_loss, target, self.weight, self.ignore_index)
 
 
 class FocalLoss(nn.Module):
@@ -214,12 +222,18 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) logits, (B, H, W) target -> scalar loss."""
-        _check_inputs(logits, target, self.ignore_index)
-        safe_target, pixel_weight = _pixel_weights(self.weight, logits, target, self.ignore_index)
-        _, log_p_target = _target_log_probs(logits, safe_target)
-        one_minus_p = -torch.expm1(log_p_target)  # 1 - p_t, exact also when p_t is close to 1
-        loss = -one_minus_p.pow(self.gamma) * log_p_target * pixel_weight
-        return _per_weight(loss, pixel_weight)
+        _check_inputs(logits, target, self.ignore_index, self.weight)
+        # TODO 1.6 (Assignment 1, part 2): the focal loss.
+        # In: `logits` (B, C, H, W) and `target` (B, H, W) as in CrossEntropyLoss;
+        # `self.gamma`, `self.weight`. Build on TODOs 1.4 and 1.5.
+        # Out: the scalar loss of the class docstring: each pixel's cross-entropy
+        # scaled by (1 - p_t) ** gamma, then averaged like the cross-entropy (class
+        # weights, ignored pixels). gamma = 0 must give the cross-entropy exactly.
+        # Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, section 3.2.
+        # About 3 lines; hint 1.6 in the assignment's README.
+        raise NotImplementedError(
+            'TODO 1.6 (Assignment 1, part 2) in dlvc/losses.py, FocalLoss.forward: the focal loss.'
+        )
 
 
 class TopKCrossEntropyLoss(nn.Module):
@@ -245,8 +259,7 @@ class TopKCrossEntropyLoss(nn.Module):
         """(B, C, H, W) logits, (B, H, W) target -> scalar loss."""
         _check_inputs(logits, target, self.ignore_index)
         valid = target != self.ignore_index
-        _, log_p_target = _target_log_probs(logits, torch.where(valid, target, 0))
-        pixel_losses = -log_p_target[valid]  # (B, H, W) -> (N,)
+        pixel_losses = -target_log_probs(logits, target, self.ignore_index)[valid]  # (B, H, W) -> (N,)
         if pixel_losses.numel() == 0:
             return _zero_with_gradient(logits)
         keep = math.ceil(self.k * pixel_losses.numel())

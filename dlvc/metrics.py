@@ -8,7 +8,9 @@ prediction. The mean IoU (mIoU) is the standard score of Cityscapes and PASCAL V
 It was checked against torchmetrics' ``MulticlassJaccardIndex(average="macro")``.
 
 :func:`per_image_iou` and :func:`per_image_recall` score each image on its own and
-then average over the batch, as in the PSPNet notebook.
+then average over the batch, as in the PSPNet assignment; students write their two
+steps there (Assignment 3, part 5: :func:`per_image_counts` and
+:func:`average_over_classes`).
 
 Rules shared by everything here:
 
@@ -62,11 +64,12 @@ class SegMetrics:
 
     def reset(self) -> None:
         """Forget everything seen so far: a zero int64 (C, C) confusion matrix."""
-        # TODO 2 (Assignment 1, part 1): start a new evaluation.
-        # Set `self.confusion_matrix` to an int64 tensor of zeros of shape
-        # (self.num_classes, self.num_classes). About 1 line.
+        # TODO 1.1 (Assignment 1, part 1): start a new evaluation.
+        # Out: `self.confusion_matrix`, an int64 (C, C) tensor of zeros, C being
+        # `self.num_classes`; whatever an earlier evaluation counted is gone.
+        # About 1 line.
         raise NotImplementedError(
-            'TODO 2 (Assignment 1, part 1) in dlvc/metrics.py, SegMetrics.reset: start a new evaluation.'
+            'TODO 1.1 (Assignment 1, part 1) in dlvc/metrics.py, SegMetrics.reset: start a new evaluation.'
         )
 
     @torch.no_grad()
@@ -84,16 +87,18 @@ class SegMetrics:
         _check_inputs(prediction, target, self.num_classes, self.ignore_index)
         self.confusion_matrix = self.confusion_matrix.to(target.device)
         num_classes = self.num_classes
-        # TODO 3 (Assignment 1, part 1): add the batch to the confusion matrix.
-        # Turn `prediction` into labels (argmax over the class dimension when it holds
-        # logits) and `target` into the same (B, H, W) shape. Count each (target,
-        # prediction) pair with one torch.bincount of `target * num_classes + prediction`
-        # and add the first num_classes * num_classes counts, as a (num_classes,
-        # num_classes) table, to `self.confusion_matrix`: the pairs of ignored pixels
-        # (target `self.ignore_index`, at least num_classes) all fall past them.
-        # No Python loop over pixels or classes. About 7 lines.
+        # TODO 1.2 (Assignment 1, part 1): add the batch to the confusion matrix.
+        # In: `prediction`, float logits (B, C, H, W) or integer labels (B, H, W);
+        # `target`, integer labels (B, H, W) or (B, 1, H, W), `self.ignore_index`
+        # where a pixel has no label. Both are checked already.
+        # Out: `self.confusion_matrix[t, p]` has grown by the number of pixels whose
+        # target is t and whose prediction is p. Pixels labelled `self.ignore_index`
+        # count nowhere, whatever is predicted there.
+        # The whole batch at once, without a Python loop over pixels or classes:
+        # think of each (t, p) pair as one number, the index of a cell of the matrix.
+        # About 6 lines; hint 1.2 in the assignment's README.
         raise NotImplementedError(
-            'TODO 3 (Assignment 1, part 1) in dlvc/metrics.py, SegMetrics.update: add the batch to the confusion matrix.'
+            'TODO 1.2 (Assignment 1, part 1) in dlvc/metrics.py, SegMetrics.update: add the batch to the confusion matrix.'
         )
 
     def all_reduce(self) -> None:
@@ -120,13 +125,15 @@ class SegMetrics:
         Classes absent from both (NaN in :meth:`iou`) are left out of the mean; 0.0
         before any labelled pixel was seen.
         """
-        # TODO 4 (Assignment 1, part 1): the mean IoU.
-        # Set `miou` (a Python float) to the mean of `self.iou()` over the classes whose
-        # IoU is not NaN, or to 0.0 when every class is NaN. About 3 lines.
+        # TODO 1.3 (Assignment 1, part 1): the mean IoU.
+        # In: the per-class IoU of the whole evaluation, `self.iou()` (C,), NaN for
+        # the classes absent from both target and prediction.
+        # Out: a Python float, the mean over the classes that are not NaN; 0.0 when
+        # every class is NaN (nothing labelled was seen yet).
+        # About 4 lines.
         raise NotImplementedError(
-            'TODO 4 (Assignment 1, part 1) in dlvc/metrics.py, SegMetrics.mIoU: the mean IoU.'
+            'TODO 1.3 (Assignment 1, part 1) in dlvc/metrics.py, SegMetrics.mIoU: the mean IoU.'
         )
-        return miou
 
     def pixel_accuracy(self) -> float:
         """Share of labelled pixels predicted correctly; 0.0 before any labelled pixel was seen."""
@@ -173,9 +180,10 @@ def per_image_iou(
             image has any), or "none" for the (B,) float64 tensor of per-image scores.
         ignore_index: the target label of pixels to skip, at least C.
     """
-    intersection, predicted, labelled = _per_image_counts(prediction, target, num_classes, ignore_index, average, reduce)
+    _check_per_image_arguments(prediction, target, num_classes, average, reduce, ignore_index)
+    intersection, predicted, labelled = per_image_counts(prediction, target, num_classes, ignore_index)
     union = predicted + labelled - intersection
-    return _average_and_reduce(intersection, union, labelled > 0, average, reduce)
+    return _reduce_over_images(average_over_classes(intersection, union, labelled > 0, average), reduce)
 
 
 def per_image_recall(
@@ -193,16 +201,68 @@ def per_image_recall(
     pixels predicted as that class). Arguments, ignored pixels and empty images as in
     :func:`per_image_iou`.
     """
-    intersection, _, labelled = _per_image_counts(prediction, target, num_classes, ignore_index, average, reduce)
-    return _average_and_reduce(intersection, labelled, labelled > 0, average, reduce)
+    _check_per_image_arguments(prediction, target, num_classes, average, reduce, ignore_index)
+    intersection, _, labelled = per_image_counts(prediction, target, num_classes, ignore_index)
+    return _reduce_over_images(average_over_classes(intersection, labelled, labelled > 0, average), reduce)
 
 
-def _per_image_counts(prediction, target, num_classes, ignore_index, average, reduce):
-    """Check the arguments and count, per image and class, over the labelled pixels.
+def per_image_counts(
+    prediction: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Count, per image and class, over the labelled pixels of each image.
 
-    Returns three int64 (B, C) tensors: pixels predicted correctly (the intersection),
-    pixels predicted as the class, pixels labelled as the class.
+    Args:
+        prediction: float logits (B, C, H, W) or integer labels (B, H, W), checked.
+        target: integer labels (B, H, W) or (B, 1, H, W), ``ignore_index`` where unlabelled.
+        num_classes: C.
+        ignore_index: the target label of pixels to skip.
+
+    Returns:
+        Three int64 (B, C) tensors: ``intersection[b, c]``, the labelled pixels of image b
+        that are class c in both target and prediction; ``predicted[b, c]``, the labelled
+        pixels predicted as c; ``labelled[b, c]``, the pixels whose target is c.
     """
+    # TODO 3.5 (Assignment 3, part 5): count per image and class.
+    # In: `prediction` logits (B, C, H, W) or labels (B, H, W); `target` labels
+    # (B, H, W) or (B, 1, H, W), `ignore_index` where unlabelled.
+    # Out: `intersection, predicted, labelled`, int64 (B, C) each, as the docstring
+    # says. Counts are per image (never pooled over the batch), and a pixel labelled
+    # `ignore_index` counts nowhere: not even where it is predicted as a class.
+    # About 10 lines; hint 3.5 in the assignment's README.
+    raise NotImplementedError(
+        'TODO 3.5 (Assignment 3, part 5) in dlvc/metrics.py, per_image_counts: count per image and class.'
+    )
+
+
+def average_over_classes(numerator: torch.Tensor, denominator: torch.Tensor, present: torch.Tensor, average: str) -> torch.Tensor:
+    """Each image's micro or macro average of ``numerator / denominator`` over its classes.
+
+    Args:
+        numerator, denominator: (B, C) counts per image and class (for the IoU, the
+            intersection and the union; for the recall, the intersection and the
+            labelled pixels).
+        present: bool (B, C), the classes that occur in each image's target.
+        average: "micro": per image, the sum of the numerators over the sum of the
+            denominators; "macro": per image, the mean of the ratios of the present
+            classes.
+
+    Returns:
+        float64 (B,): one score per image; NaN for an image without labelled pixels.
+    """
+    # TODO 3.6 (Assignment 3, part 5): average each image's classes, micro or macro.
+    # In: `numerator`, `denominator` (B, C) int64; `present` (B, C) bool; `average`.
+    # Out: float64 (B,) scores as the docstring says. Macro leaves out every class
+    # that is absent from the image's target (also one that is only predicted); an
+    # image without labelled pixels scores NaN under both averages, so that the
+    # reduction over the batch can skip it. Worked example: the Assignment 3 README.
+    # About 7 lines; hint 3.6 in the assignment's README.
+    raise NotImplementedError(
+        "TODO 3.6 (Assignment 3, part 5) in dlvc/metrics.py, average_over_classes: average each image's classes, micro or macro."
+    )
+
+
+def _check_per_image_arguments(prediction, target, num_classes, average, reduce, ignore_index) -> None:
+    """Raise TypeError or ValueError, naming the argument, unless the per-image metrics can take these."""
     if not isinstance(num_classes, int) or isinstance(num_classes, bool):
         raise TypeError(f"num_classes: expected an int, got {type(num_classes).__name__}")
     if num_classes < 1:
@@ -213,31 +273,10 @@ def _per_image_counts(prediction, target, num_classes, ignore_index, average, re
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce: expected one of {REDUCTIONS}, got {reduce!r}")
     _check_inputs(prediction, target, num_classes, ignore_index)
-    if prediction.is_floating_point():
-        prediction = prediction.argmax(dim=1)  # (B, C, H, W) -> (B, H, W)
-    target = target.reshape(prediction.shape)  # (B, 1, H, W) or (B, H, W) -> (B, H, W)
-    is_labelled = target != ignore_index
-    intersection, predicted, labelled = [], [], []
-    for label in range(num_classes):
-        is_predicted = (prediction == label) & is_labelled
-        is_target = target == label
-        intersection.append((is_predicted & is_target).sum(dim=(1, 2)))
-        predicted.append(is_predicted.sum(dim=(1, 2)))
-        labelled.append(is_target.sum(dim=(1, 2)))
-    return torch.stack(intersection, dim=1), torch.stack(predicted, dim=1), torch.stack(labelled, dim=1)
 
 
-def _average_and_reduce(numerator, denominator, present, average, reduce):
-    """Per-image micro or macro average of numerator / denominator, (B, C) each, reduced over B.
-
-    Macro averages over the classes marked in ``present`` (B, C); micro divides the sums.
-    """
-    numerator, denominator = numerator.to(torch.float64), denominator.to(torch.float64)
-    if average == "micro":
-        scores = numerator.sum(dim=1) / denominator.sum(dim=1)
-    else:
-        ratios = torch.where(present, numerator / denominator, 0.0)
-        scores = ratios.sum(dim=1) / present.sum(dim=1)
+def _reduce_over_images(scores: torch.Tensor, reduce: str) -> float | torch.Tensor:
+    """(B,) per-image scores as they are ("none"), or their mean or sum over the images that are not NaN."""
     if reduce == "none":
         return scores
     scored = scores[~torch.isnan(scores)]

@@ -8,7 +8,9 @@ prediction. The mean IoU (mIoU) is the standard score of Cityscapes and PASCAL V
 It was checked against torchmetrics' ``MulticlassJaccardIndex(average="macro")``.
 
 :func:`per_image_iou` and :func:`per_image_recall` score each image on its own and
-then average over the batch, as in the PSPNet notebook.
+then average over the batch, as in the PSPNet assignment; students write their two
+steps there (Assignment 3, part 5: :func:`per_image_counts` and
+:func:`average_over_classes`).
 
 Rules shared by everything here:
 
@@ -62,9 +64,10 @@ class SegMetrics:
 
     def reset(self) -> None:
         """Forget everything seen so far: a zero int64 (C, C) confusion matrix."""
-        # TODO 2 (Assignment 1, part 1): start a new evaluation.
-        # Set `self.confusion_matrix` to an int64 tensor of zeros of shape
-        # (self.num_classes, self.num_classes). About 1 line.
+        # TODO 1.1 (Assignment 1, part 1): start a new evaluation.
+        # Out: `self.confusion_matrix`, an int64 (C, C) tensor of zeros, C being
+        # `self.num_classes`; whatever an earlier evaluation counted is gone.
+        # About 1 line.
         # BEGIN SOLUTION
         self.confusion_matrix = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64)
         # END SOLUTION
@@ -84,24 +87,23 @@ class SegMetrics:
         _check_inputs(prediction, target, self.num_classes, self.ignore_index)
         self.confusion_matrix = self.confusion_matrix.to(target.device)
         num_classes = self.num_classes
-        # TODO 3 (Assignment 1, part 1): add the batch to the confusion matrix.
-        # Turn `prediction` into labels (argmax over the class dimension when it holds
-        # logits) and `target` into the same (B, H, W) shape. Count each (target,
-        # prediction) pair with one torch.bincount of `target * num_classes + prediction`
-        # and add the first num_classes * num_classes counts, as a (num_classes,
-        # num_classes) table, to `self.confusion_matrix`: the pairs of ignored pixels
-        # (target `self.ignore_index`, at least num_classes) all fall past them.
-        # No Python loop over pixels or classes. About 7 lines.
+        # TODO 1.2 (Assignment 1, part 1): add the batch to the confusion matrix.
+        # In: `prediction`, float logits (B, C, H, W) or integer labels (B, H, W);
+        # `target`, integer labels (B, H, W) or (B, 1, H, W), `self.ignore_index`
+        # where a pixel has no label. Both are checked already.
+        # Out: `self.confusion_matrix[t, p]` has grown by the number of pixels whose
+        # target is t and whose prediction is p. Pixels labelled `self.ignore_index`
+        # count nowhere, whatever is predicted there.
+        # The whole batch at once, without a Python loop over pixels or classes:
+        # think of each (t, p) pair as one number, the index of a cell of the matrix.
+        # About 6 lines; hint 1.2 in the assignment's README.
         # BEGIN SOLUTION
         if prediction.is_floating_point():
             prediction = prediction.argmax(dim=1)  # (B, C, H, W) -> (B, H, W)
         target = target.reshape(prediction.shape)  # (B, 1, H, W) or (B, H, W) -> (B, H, W)
-        # Selecting the labelled pixels would copy them; counting the ignored ones in rows
-        # that are cut off is cheaper. A compact dtype makes the sum and bincount faster.
-        largest_pair = self.ignore_index * num_classes + num_classes - 1
-        dtype = torch.int16 if largest_pair <= torch.iinfo(torch.int16).max else torch.int64
-        pairs = torch.add(prediction.to(dtype), target.to(dtype), alpha=num_classes).flatten()  # (B, H, W) -> (B*H*W,)
-        counts = torch.bincount(pairs, minlength=num_classes * num_classes)[: num_classes * num_classes]
+        labelled = target != self.ignore_index
+        cells = target[labelled].long() * num_classes + prediction[labelled]  # (B, H, W) -> (N,), one cell per labelled pixel
+        counts = torch.bincount(cells, minlength=num_classes * num_classes)
         self.confusion_matrix += counts.view(num_classes, num_classes)  # (C*C,) -> (C, C)
         # END SOLUTION
 
@@ -129,15 +131,18 @@ class SegMetrics:
         Classes absent from both (NaN in :meth:`iou`) are left out of the mean; 0.0
         before any labelled pixel was seen.
         """
-        # TODO 4 (Assignment 1, part 1): the mean IoU.
-        # Set `miou` (a Python float) to the mean of `self.iou()` over the classes whose
-        # IoU is not NaN, or to 0.0 when every class is NaN. About 3 lines.
+        # TODO 1.3 (Assignment 1, part 1): the mean IoU.
+        # In: the per-class IoU of the whole evaluation, `self.iou()` (C,), NaN for
+        # the classes absent from both target and prediction.
+        # Out: a Python float, the mean over the classes that are not NaN; 0.0 when
+        # every class is NaN (nothing labelled was seen yet).
+        # About 4 lines.
         # BEGIN SOLUTION
         ious = self.iou()
         present = ~torch.isnan(ious)
         miou = ious[present].mean().item() if present.any() else 0.0
-        # END SOLUTION
         return miou
+        # END SOLUTION
 
     def pixel_accuracy(self) -> float:
         """Share of labelled pixels predicted correctly; 0.0 before any labelled pixel was seen."""
@@ -184,9 +189,10 @@ def per_image_iou(
             image has any), or "none" for the (B,) float64 tensor of per-image scores.
         ignore_index: the target label of pixels to skip, at least C.
     """
-    intersection, predicted, labelled = _per_image_counts(prediction, target, num_classes, ignore_index, average, reduce)
+    _check_per_image_arguments(prediction, target, num_classes, average, reduce, ignore_index)
+    intersection, predicted, labelled = per_image_counts(prediction, target, num_classes, ignore_index)
     union = predicted + labelled - intersection
-    return _average_and_reduce(intersection, union, labelled > 0, average, reduce)
+    return _reduce_over_images(average_over_classes(intersection, union, labelled > 0, average), reduce)
 
 
 def per_image_recall(
@@ -204,16 +210,83 @@ def per_image_recall(
     pixels predicted as that class). Arguments, ignored pixels and empty images as in
     :func:`per_image_iou`.
     """
-    intersection, _, labelled = _per_image_counts(prediction, target, num_classes, ignore_index, average, reduce)
-    return _average_and_reduce(intersection, labelled, labelled > 0, average, reduce)
+    _check_per_image_arguments(prediction, target, num_classes, average, reduce, ignore_index)
+    intersection, _, labelled = per_image_counts(prediction, target, num_classes, ignore_index)
+    return _reduce_over_images(average_over_classes(intersection, labelled, labelled > 0, average), reduce)
 
 
-def _per_image_counts(prediction, target, num_classes, ignore_index, average, reduce):
-    """Check the arguments and count, per image and class, over the labelled pixels.
+def per_image_counts(
+    prediction: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Count, per image and class, over the labelled pixels of each image.
 
-    Returns three int64 (B, C) tensors: pixels predicted correctly (the intersection),
-    pixels predicted as the class, pixels labelled as the class.
+    Args:
+        prediction: float logits (B, C, H, W) or integer labels (B, H, W), checked.
+        target: integer labels (B, H, W) or (B, 1, H, W), ``ignore_index`` where unlabelled.
+        num_classes: C.
+        ignore_index: the target label of pixels to skip.
+
+    Returns:
+        Three int64 (B, C) tensors: ``intersection[b, c]``, the labelled pixels of image b
+        that are class c in both target and prediction; ``predicted[b, c]``, the labelled
+        pixels predicted as c; ``labelled[b, c]``, the pixels whose target is c.
     """
+    # TODO 3.5 (Assignment 3, part 5): count per image and class.
+    # In: `prediction` logits (B, C, H, W) or labels (B, H, W); `target` labels
+    # (B, H, W) or (B, 1, H, W), `ignore_index` where unlabelled.
+    # Out: `intersection, predicted, labelled`, int64 (B, C) each, as the docstring
+    # says. Counts are per image (never pooled over the batch), and a pixel labelled
+    # `ignore_index` counts nowhere: not even where it is predicted as a class.
+    # About 10 lines; hint 3.5 in the assignment's README.
+    # BEGIN SOLUTION
+    if prediction.is_floating_point():
+        prediction = prediction.argmax(dim=1)  # (B, C, H, W) -> (B, H, W)
+    target = target.reshape(prediction.shape)  # (B, 1, H, W) or (B, H, W) -> (B, H, W)
+    is_labelled = target != ignore_index
+    intersection, predicted, labelled = [], [], []
+    for label in range(num_classes):
+        is_predicted = (prediction == label) & is_labelled
+        is_target = target == label
+        intersection.append((is_predicted & is_target).sum(dim=(1, 2)))  # (B, H, W) -> (B,)
+        predicted.append(is_predicted.sum(dim=(1, 2)))
+        labelled.append(is_target.sum(dim=(1, 2)))
+    return torch.stack(intersection, dim=1), torch.stack(predicted, dim=1), torch.stack(labelled, dim=1)  # C x (B,) -> (B, C)
+    # END SOLUTION
+
+
+def average_over_classes(numerator: torch.Tensor, denominator: torch.Tensor, present: torch.Tensor, average: str) -> torch.Tensor:
+    """Each image's micro or macro average of ``numerator / denominator`` over its classes.
+
+    Args:
+        numerator, denominator: (B, C) counts per image and class (for the IoU, the
+            intersection and the union; for the recall, the intersection and the
+            labelled pixels).
+        present: bool (B, C), the classes that occur in each image's target.
+        average: "micro": per image, the sum of the numerators over the sum of the
+            denominators; "macro": per image, the mean of the ratios of the present
+            classes.
+
+    Returns:
+        float64 (B,): one score per image; NaN for an image without labelled pixels.
+    """
+    # TODO 3.6 (Assignment 3, part 5): average each image's classes, micro or macro.
+    # In: `numerator`, `denominator` (B, C) int64; `present` (B, C) bool; `average`.
+    # Out: float64 (B,) scores as the docstring says. Macro leaves out every class
+    # that is absent from the image's target (also one that is only predicted); an
+    # image without labelled pixels scores NaN under both averages, so that the
+    # reduction over the batch can skip it. Worked example: the Assignment 3 README.
+    # About 7 lines; hint 3.6 in the assignment's README.
+    # BEGIN SOLUTION
+    numerator, denominator = numerator.to(torch.float64), denominator.to(torch.float64)
+    if average == "micro":
+        return numerator.sum(dim=1) / denominator.sum(dim=1)  # (B, C) -> (B,)
+    ratios = torch.where(present, numerator / denominator, 0.0)
+    return ratios.sum(dim=1) / present.sum(dim=1)  # (B, C) -> (B,)
+    # END SOLUTION
+
+
+def _check_per_image_arguments(prediction, target, num_classes, average, reduce, ignore_index) -> None:
+    """Raise TypeError or ValueError, naming the argument, unless the per-image metrics can take these."""
     if not isinstance(num_classes, int) or isinstance(num_classes, bool):
         raise TypeError(f"num_classes: expected an int, got {type(num_classes).__name__}")
     if num_classes < 1:
@@ -224,31 +297,10 @@ def _per_image_counts(prediction, target, num_classes, ignore_index, average, re
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce: expected one of {REDUCTIONS}, got {reduce!r}")
     _check_inputs(prediction, target, num_classes, ignore_index)
-    if prediction.is_floating_point():
-        prediction = prediction.argmax(dim=1)  # (B, C, H, W) -> (B, H, W)
-    target = target.reshape(prediction.shape)  # (B, 1, H, W) or (B, H, W) -> (B, H, W)
-    is_labelled = target != ignore_index
-    intersection, predicted, labelled = [], [], []
-    for label in range(num_classes):
-        is_predicted = (prediction == label) & is_labelled
-        is_target = target == label
-        intersection.append((is_predicted & is_target).sum(dim=(1, 2)))
-        predicted.append(is_predicted.sum(dim=(1, 2)))
-        labelled.append(is_target.sum(dim=(1, 2)))
-    return torch.stack(intersection, dim=1), torch.stack(predicted, dim=1), torch.stack(labelled, dim=1)
 
 
-def _average_and_reduce(numerator, denominator, present, average, reduce):
-    """Per-image micro or macro average of numerator / denominator, (B, C) each, reduced over B.
-
-    Macro averages over the classes marked in ``present`` (B, C); micro divides the sums.
-    """
-    numerator, denominator = numerator.to(torch.float64), denominator.to(torch.float64)
-    if average == "micro":
-        scores = numerator.sum(dim=1) / denominator.sum(dim=1)
-    else:
-        ratios = torch.where(present, numerator / denominator, 0.0)
-        scores = ratios.sum(dim=1) / present.sum(dim=1)
+def _reduce_over_images(scores: torch.Tensor, reduce: str) -> float | torch.Tensor:
+    """(B,) per-image scores as they are ("none"), or their mean or sum over the images that are not NaN."""
     if reduce == "none":
         return scores
     scored = scores[~torch.isnan(scores)]

@@ -6,10 +6,13 @@ No timing is checked: these machines are shared and noisy.
 """
 
 import re
+import shlex
+import shutil
+import subprocess
 
 import pytest
 
-from top_level_scripts import import_script, run_script
+from top_level_scripts import REPOSITORY_ROOT, import_script, run_script
 
 NUMBER = r"(\d+(?:\.\d+)?|nan)"
 
@@ -76,3 +79,41 @@ def test_grading_benchmark_prints_seconds_per_submission_and_the_ratio():
     assert re.search(
         rf"^jobs 1: isolated {NUMBER} s per submission, in-process pytest {NUMBER} s per submission, ratio {NUMBER}$", output, flags=re.MULTILINE
     ), output
+
+
+def test_demo_benchmark_prints_the_seconds_to_the_target_the_total_and_the_final_miou():
+    tiny = ["--epochs", "2", "--train-samples", "8", "--val-samples", "4", "--batch-size", "4", "--unet-width", "4", "--unet-depth", "2",
+            "--val-frequency", "1"]  # fmt: skip
+    output = run_script("benchmarks/bench_demo.py", "--repeats", "1", "--target", "0", "--", *tiny).stdout
+    line = re.search(
+        rf"^run 1/1: load {NUMBER} {NUMBER} {NUMBER} -> {NUMBER} {NUMBER} {NUMBER} \| val mIoU >= 0\.00: epoch 1 after {NUMBER} s \| "
+        rf"total {NUMBER} s \| final val mIoU {NUMBER} \| start-up {NUMBER} s, epochs {NUMBER} s, between epochs {NUMBER} s$",
+        output,
+        flags=re.MULTILINE,
+    )
+    assert line, f"no line of figures for the run:\n{output}"
+    median = rf"^median of 1 runs: val mIoU >= 0\.00 after {NUMBER} s \(1 of 1 reached it\), total {NUMBER} s$"
+    assert re.search(median, output, flags=re.MULTILINE), f"no line of medians:\n{output}"
+
+
+def test_demo_benchmark_times_the_first_validation_reaching_the_target():
+    bench = import_script("benchmarks.bench_demo")
+    rows = [
+        {"epoch": "1", "val_miou": "0.5", "seconds": "3.0"},
+        {"epoch": "2", "val_miou": "", "seconds": "2.0"},
+        {"epoch": "3", "val_miou": "0.91", "seconds": "2.0"},
+        {"epoch": "4", "val_miou": "0.95", "seconds": "2.0"},
+    ]
+    run = bench.DemoRun(epoch_ends={1: 5.0, 2: 7.5, 3: 10.0, 4: 12.5}, total_seconds=13.0, rows=rows)
+    assert (run.first_epoch_reaching(0.9), run.seconds_to(0.9)) == (3, 10.0)
+    assert run.seconds_to(0.99) is None
+    assert run.final_miou() == 0.95
+    assert (run.startup_seconds(), run.epoch_seconds(), run.between_epochs_seconds()) == (2.0, 9.0, 2.0)
+
+
+def test_demo_benchmark_runs_the_flags_of_make_demo():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    bench = import_script("benchmarks.bench_demo")
+    recipe = subprocess.run(["make", "-n", "demo"], cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True).stdout
+    assert f"train.py {shlex.join(bench.demo_flags())}" in recipe, f"make demo does not run train.py with DEMO_FLAGS:\n{recipe}"

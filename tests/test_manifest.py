@@ -83,10 +83,10 @@ def test_the_readme_table_agrees_with_the_manifest(assignment):
 
 
 def _todo_range(text: str) -> list[str]:
-    """'2, 3, 4' or '10 to 14' as a list of TODO ids."""
+    """'1.1, 1.2, 1.3' or '1.11 to 1.15' as a list of TODO ids."""
     if " to " in text:
-        low, high = (int(value) for value in text.split(" to "))
-        return [str(value) for value in range(low, high + 1)]
+        (assignment, low), (_, high) = (value.split(".") for value in text.split(" to "))
+        return [f"{assignment}.{value}" for value in range(int(low), int(high) + 1)]
     return [value.strip() for value in text.split(",")]
 
 
@@ -102,7 +102,7 @@ id = "metric"
 number = 1
 title = "The metric"
 points = 3
-todos = ["2"]
+todos = ["1.1"]
 files = ["dlvc/metrics.py"]
 public_tests = ["tests/public/test_metrics_public.py"]
 """
@@ -111,6 +111,12 @@ public_tests = ["tests/public/test_metrics_public.py"]
 def test_a_todo_in_two_parts_is_refused(tmp_path):
     second = PART.replace('id = "metric"', 'id = "other"').replace("number = 1", "number = 2")
     with pytest.raises(ManifestError, match="a TODO belongs to exactly one part"):
+        parse_manifest(write_manifest(tmp_path, 'number = 1\ntitle = "A"\n' + PART + second))
+
+
+def test_todos_out_of_work_order_are_refused_naming_the_expected_numbers(tmp_path):
+    second = PART.replace('id = "metric"', 'id = "other"').replace("number = 1", "number = 2").replace('"1.1"', '"1.3"')
+    with pytest.raises(ManifestError, match="numbered in work order, 1.1, 1.2, through the parts as listed; got 1.1, 1.3"):
         parse_manifest(write_manifest(tmp_path, 'number = 1\ntitle = "A"\n' + PART + second))
 
 

@@ -21,15 +21,16 @@ from dlvc.course.verdicts import GradedTest, SubmissionResult, Verdict
 
 SEED = 1234
 MANIFEST = load_manifest(1)
-METRIC, TRAINER, UNET_PART, AUGMENTATIONS = (MANIFEST.part(i) for i in ("metric", "trainer", "unet", "augmentations"))
+METRIC, LOSSES, TRAINER, UNET_PART, AUGMENTATIONS = (MANIFEST.part(i) for i in ("metric", "losses", "trainer", "unet", "augmentations"))
 
 # A suite whose points add up to each part's points in the real manifest, whatever those are.
 IOU = GradedTest("tests/hidden/assignment1/test_metric.py::test_iou", "IoU matches the reference", "metric", METRIC.points / 2)
 ACCURACY = GradedTest("tests/hidden/assignment1/test_metric.py::test_accuracy", "Accuracy ignores the void class", "metric", METRIC.points / 2)
+CROSS_ENTROPY = GradedTest("tests/hidden/assignment1/test_losses.py::test_ce", "Cross-entropy matches the reference", "losses", LOSSES.points)
 STEP = GradedTest("tests/hidden/assignment1/test_trainer.py::test_step", "One step lowers the loss", "trainer", TRAINER.points)
 UNET = GradedTest("tests/hidden/assignment1/test_unet.py::test_shapes", "UNet keeps the spatial size", "unet", UNET_PART.points)
 FLIP = GradedTest("tests/hidden/assignment1/test_transforms.py::test_flip", "Flips image and mask together", "augmentations", AUGMENTATIONS.points)
-SUITE = [IOU, ACCURACY, STEP, UNET, FLIP]
+SUITE = [IOU, ACCURACY, CROSS_ENTROPY, STEP, UNET, FLIP]
 FULL = MANIFEST.total_points
 
 SMALL_MANIFEST = """
@@ -41,7 +42,7 @@ id = "alpha"
 number = 1
 title = "Alpha"
 points = 5
-todos = ["1"]
+todos = ["9.1"]
 files = ["dlvc/alpha.py"]
 public_tests = ["tests/public/test_alpha.py"]
 
@@ -50,7 +51,7 @@ id = "beta"
 number = 2
 title = "Beta"
 points = 3
-todos = ["2"]
+todos = ["9.2"]
 files = ["dlvc/beta.py"]
 public_tests = ["tests/public/test_beta.py"]
 
@@ -123,7 +124,7 @@ def test_results_json_tests_are_named_tagged_and_numbered_by_part():
     assert accuracy["number"] == "1.2"
     assert accuracy["status"] == "failed" and accuracy["output"] == "Accuracy ignores the void class: wrong"
     assert accuracy["extra_data"]["nodeid"] == ACCURACY.nodeid
-    assert [entry["number"] for entry in data["tests"]] == [f"{METRIC.number}.1", f"{METRIC.number}.2", f"{TRAINER.number}.1", f"{UNET_PART.number}.1", f"{AUGMENTATIONS.number}.1"]
+    assert [entry["number"] for entry in data["tests"]] == [f"{METRIC.number}.1", f"{METRIC.number}.2", f"{LOSSES.number}.1", f"{TRAINER.number}.1", f"{UNET_PART.number}.1", f"{AUGMENTATIONS.number}.1"]
     assert data["tests"][0]["output"] == ""
 
 
@@ -248,11 +249,11 @@ def test_grades_csv_has_a_column_per_part_and_a_row_per_submission_sorted_by_nam
     write_class_reports(tmp_path, results, MANIFEST)
     rows = list(csv.reader(io.StringIO((tmp_path / "grades.csv").read_text())))
     full = [format_points(part.points) for part in MANIFEST.parts]
-    assert rows[0] == ["submission", "metric", "trainer", "unet", "augmentations", "total"]
+    assert rows[0] == ["submission", "metric", "losses", "trainer", "unet", "augmentations", "total"]
     assert rows[1:] == [
-        ["adam", "0", "0", "0", "0", "0"],
+        ["adam", *["0"] * len(MANIFEST.parts), "0"],
         ["mia", *full, format_points(FULL)],
-        ["zoe", full[0], "0", *full[2:], format_points(FULL - STEP.points)],
+        ["zoe", *full[:2], "0", *full[3:], format_points(FULL - STEP.points)],
     ]
 
 
@@ -289,7 +290,7 @@ def test_class_reports_write_a_png_histogram_for_any_class_size(tmp_path, count)
 def test_report_for_no_submissions_says_so(tmp_path):
     text = write_class_reports(tmp_path, [], MANIFEST).read_text()
     assert "No submissions were graded." in text
-    assert (tmp_path / "grades.csv").read_text().splitlines() == ["submission,metric,trainer,unet,augmentations,total"]
+    assert (tmp_path / "grades.csv").read_text().splitlines() == ["submission,metric,losses,trainer,unet,augmentations,total"]
 
 
 def test_summary_lines_count_full_points_and_name_the_ungraded():

@@ -1,4 +1,4 @@
-"""train.py and viz_pets.py from the command line, and a two-process torchrun training."""
+"""The top-level scripts from the command line: training, drawing, a two-process torchrun training, and their errors."""
 
 import csv
 import json
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dlvc.datasets.synthetic import SyntheticPets
+from dlvc.errors import BAD_FLAGS, MISSING_FILE, InputError, checking_input, exit_on_input_error
 from dlvc.metrics import SegMetrics
 from dlvc.models.segmenter import DeepSegmenter
 from dlvc.models.unet import UNet
@@ -80,3 +81,102 @@ def test_torchrun_two_processes_merge_metrics_and_only_rank0_writes(tmp_path):
             metric.update(model(image[None]), target[None])
     reported = float(csv_rows(out)[-1]["val_miou"])
     assert reported == pytest.approx(metric.mIoU(), abs=1e-6), "the val mIoU merged over 2 ranks differs from one process over all samples"
+
+
+# ----- a mistake in the user's input ends a script with one line, not a traceback -----
+# Exit status 2 for a bad flag or combination of flags, 1 for a missing file or dataset.
+
+UNTRAINABLE_STRATEGY = ["--strategy", "freeze"]  # freezing an encoder that no --finetune or --pretrained-backbone loaded
+
+
+def assert_ends_with_error(result, script: str, status: int, message: str) -> None:
+    assert result.returncode == status, f"{script} exited with {result.returncode}, expected {status}:\n{result.stderr[-2000:]}"
+    assert f"{script}: error: {message}" in result.stderr, f"{script} did not print '{script}: error: {message}...':\n{result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr, f"{script} printed a traceback for a mistake in its input:\n{result.stderr[-2000:]}"
+    assert "configuration:" not in result.stdout, f"{script} printed its configuration before finding the mistake:\n{result.stdout[:2000]}"
+
+
+def test_train_py_without_the_dataset_names_what_is_missing(tmp_path):
+    result = run_script("train.py", "--dataset", "oxford", "--data-root", tmp_path, expect_success=False)
+    assert_ends_with_error(result, "train.py", 1, "Oxford-IIIT Pet not found")
+
+
+def test_train_py_refuses_to_freeze_an_encoder_that_cannot_be_frozen():
+    result = run_script("train.py", *TINY_RUN, "--pretrained-backbone", "--strategy", "freeze", expect_success=False)
+    assert_ends_with_error(result, "train.py", 2, "--strategy freeze: the unet encoder cannot be frozen")
+
+
+def test_train_py_refuses_a_resume_checkpoint_that_is_not_there(tmp_path):
+    result = run_script("train.py", *TINY_RUN, "--resume", tmp_path / "checkpoint.pt", expect_success=False)
+    assert_ends_with_error(result, "train.py", 1, "--resume: no checkpoint at")
+
+
+def test_train_segformer_py_without_the_finetune_weights_names_the_file(tmp_path):
+    missing = tmp_path / "model_encoder.pt"
+    result = run_script("train_segformer.py", "--dataset", "synthetic-pets", "--finetune", missing, expect_success=False)
+    assert_ends_with_error(result, "train_segformer.py", 1, f"--finetune: path: no weights file at {missing}")
+
+
+def test_train_segformer_py_refuses_to_freeze_a_random_encoder():
+    result = run_script("train_segformer.py", "--dataset", "synthetic-pets", *UNTRAINABLE_STRATEGY, expect_success=False)
+    assert_ends_with_error(result, "train_segformer.py", 2, "--strategy freeze: the encoder would stay at its random initialisation")
+
+
+def test_viz_pets_py_without_the_checkpoint_names_the_file(tmp_path):
+    result = run_script("viz_pets.py", "--checkpoint", tmp_path / "model_best.pt", expect_success=False)
+    assert_ends_with_error(result, "viz_pets.py", 1, "--checkpoint: no file at")
+
+
+def test_viz_pets_py_refuses_a_first_sample_past_the_validation_split(tmp_path):
+    config = {"dataset": "synthetic-pets", "data_root": "data", "image_size": 32, "augment": False, "train_samples": 4, "val_samples": 4}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model_best.pt").touch()
+    result = run_script("viz_pets.py", "--checkpoint", tmp_path, "--first", "10", expect_success=False)
+    assert_ends_with_error(result, "viz_pets.py", 2, "--first: expected an index in [0, 4) of the validation split, got 10")
+
+
+def test_compare_finetuning_py_without_the_pretrained_encoder_names_the_file(tmp_path):
+    missing = tmp_path / "model_encoder.pt"
+    result = run_script("compare_finetuning.py", "--pretrained", missing, "--out", tmp_path / "runs", expect_success=False)
+    assert_ends_with_error(result, "compare_finetuning.py", 1, f"--pretrained: no file at {missing}")
+
+
+def test_compare_finetuning_py_finds_a_missing_target_dataset_before_pretraining(tmp_path):
+    result = run_script("compare_finetuning.py", "--target", "oxford", "--data-root", tmp_path, "--out", tmp_path / "runs", expect_success=False)
+    assert_ends_with_error(result, "compare_finetuning.py", 1, "Oxford-IIIT Pet not found")
+    assert not (tmp_path / "runs" / "pretrain").exists(), "the pretraining started although the target dataset is missing"
+
+
+def test_compare_finetuning_py_refuses_a_strategy_for_all_runs(tmp_path):
+    result = run_script("compare_finetuning.py", *UNTRAINABLE_STRATEGY, "--out", tmp_path, expect_success=False)
+    assert_ends_with_error(result, "compare_finetuning.py", 2, "--strategy: this script sets these for each run itself")
+
+
+def test_input_error_ends_with_the_script_name_the_message_and_its_status(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/somewhere/train.py"])
+
+    def main():
+        raise InputError("--finetune: no file at x.pt", MISSING_FILE)
+
+    with pytest.raises(SystemExit) as exit:
+        exit_on_input_error(main)
+    assert exit.value.code == MISSING_FILE
+    assert capsys.readouterr().err == "train.py: error: --finetune: no file at x.pt\n"
+
+
+def test_checking_input_reports_missing_files_and_bad_values_with_their_status():
+    with pytest.raises(InputError, match="^--finetune: gone$") as missing:
+        with checking_input("--finetune"):
+            raise FileNotFoundError("gone")
+    with pytest.raises(InputError, match="^lr must be > 0$") as bad:
+        with checking_input():
+            raise ValueError("lr must be > 0")
+    assert (missing.value.exit_status, bad.value.exit_status) == (MISSING_FILE, BAD_FLAGS)
+
+
+def test_other_exceptions_keep_their_traceback():
+    def main():
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        exit_on_input_error(main)

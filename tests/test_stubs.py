@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.stubs import MarkerError, find_regions, generate_stubs, make_stub
+from pyflakes.api import check as pyflakes_check
+from pyflakes.reporter import Reporter
+
+from dlvc.course.stubs import MarkerError, find_regions, generate_stubs, make_stub, solution_files
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,6 +146,19 @@ def test_stubs_in_the_package_match_the_solutions():
         pytest.skip("no solutions/ folder: a student's checkout")
     drifted = generate_stubs(REPOSITORY_ROOT, check=True)
     assert drifted == [], f"out of date, run `dlvc stubs`: {drifted}"
+
+
+@pytest.mark.parametrize("relative", [path.as_posix() for path in solution_files(REPOSITORY_ROOT)])
+def test_a_stub_file_uses_no_name_that_only_the_solution_defines(relative, tmp_path):
+    """pyflakes on the stub: a name used after a region but set inside it would be undefined in the student's file."""
+    warnings, errors = tmp_path / "warnings", tmp_path / "errors"
+    with open(warnings, "w") as out, open(errors, "w") as err:
+        pyflakes_check((REPOSITORY_ROOT / "dlvc" / relative).read_text(), f"dlvc/{relative}", Reporter(out, err))
+    undefined = [line for line in warnings.read_text().splitlines() if "undefined name" in line]
+    assert not errors.read_text() and not undefined, (
+        "the stub uses names that only the solution region defines; move those uses into the region:\n"
+        + "\n".join(undefined) + errors.read_text()
+    )
 
 
 def test_no_solution_line_leaks_into_the_package():

@@ -118,7 +118,7 @@ def test_submit_warns_about_the_assignments_todos_still_stubbed(student, capsys)
     assert submit(student) == 0
     output = capsys.readouterr().out
     assert "warning: 4 TODO(s) of Assignment 2 still raise NotImplementedError" in output
-    for todo in ("TODO 20 (Assignment 2, part 3) in dlvc/models/mit_transformer.py, Block.forward", "TODO 24 (Assignment 2, part 5)"):
+    for todo in ("TODO 2.3 (Assignment 2, part 3) in dlvc/models/mit_transformer.py, Block.forward", "TODO 2.6 (Assignment 2, part 5)"):
         assert todo in output, output
 
 
@@ -128,7 +128,7 @@ def test_submit_notes_other_assignments_stubs_apart(student, capsys):
     assert submit(student) == 0
     output = capsys.readouterr().out
     assert "warning:" not in output
-    assert "note: TODO 2, 3, 4 of other assignments still raise NotImplementedError (not graded in Assignment 2)" in output
+    assert "note: TODO 1.1, 1.2, 1.3, 3.5, 3.6 of other assignments still raise NotImplementedError (not graded in Assignment 2)" in output
 
 
 def test_submit_warns_about_a_large_zip(student, capsys):
@@ -178,5 +178,5 @@ def test_submit_runs_the_public_tests_on_the_packed_copy_and_counts_them(tmp_pat
     output = capsys.readouterr().out
     counted = re.search(r"public tests: (\d+) of (\d+) passed", output)
     assert counted and 0 < int(counted[1]) < int(counted[2]), output
-    assert "4 fail at TODO 1 (still a stub)" in output, output
+    assert "4 fail at TODO 1.10 (still a stub)" in output, output
     assert "fail for other reasons" in output and "test_metrics_public" in output, output

@@ -1,5 +1,6 @@
-"""ImgSemSegTrainer: training, validation schedule, run folder, checkpoints and exact resume."""
+"""ImgSemSegTrainer with the parts it is given: training, validation schedule, run folder, loaders, checkpoints and exact resume."""
 
+import contextlib
 import csv
 import math
 
@@ -8,10 +9,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from dlvc import loaders
 from dlvc.constants import IGNORE_INDEX
 from dlvc.datasets.common import SegClass
+from dlvc.distributed import ProcessInfo
 from dlvc.metrics import SegMetrics
 from dlvc.models.segmenter import DeepSegmenter
+from dlvc.run_folder import RunFolder
 from dlvc.trainer import CHECKPOINT_NAME, ImgSemSegTrainer, batches_per_epoch
 
 CLASSES = (SegClass("dark", 0, (0, 0, 0)), SegClass("bright", 1, (255, 255, 0)))
@@ -143,14 +147,14 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, scheduler)
     full_history = uninterrupted.train()
 
     killed = make_trainer(tmp_path / "killed", num_epochs=4, val_frequency=2, scheduler=scheduler)
-    save = killed._save_checkpoint
+    save = killed.run.save_checkpoint
 
-    def save_then_die(epochs_done):
-        save(epochs_done)
+    def save_then_die(trainer, epochs_done):
+        save(trainer, epochs_done)
         if epochs_done == 2:
             raise StopAfterEpoch
 
-    killed._save_checkpoint = save_then_die
+    killed.run.save_checkpoint = save_then_die
     with pytest.raises(StopAfterEpoch):
         killed.train()
     torch.manual_seed(12345)  # a new process starts from another random state
@@ -230,11 +234,59 @@ def test_resume_warns_about_changed_settings(tmp_path):
         make_trainer(tmp_path, num_epochs=2, config={"lr": 0.01}, resume=tmp_path / CHECKPOINT_NAME)
 
 
+def test_resume_with_other_trained_weights_names_the_changed_setting(tmp_path, monkeypatch):
+    make_trainer(tmp_path, num_epochs=1, config={"strategy": "full"}).train()
+    original = torch.optim.AdamW
+
+    def classifier_only(parameters, **options):
+        return original(list(parameters)[-2:], **options)  # the classifier's weight and bias
+
+    monkeypatch.setattr(torch.optim, "AdamW", classifier_only)
+    with pytest.raises(ValueError, match=r"resume: .*'strategy' was 'full' in the resumed run, now 'freeze'"):
+        make_trainer(tmp_path, num_epochs=2, config={"strategy": "freeze"}, resume=tmp_path / CHECKPOINT_NAME)
+
+
+def test_only_the_writing_process_touches_the_run_folder(tmp_path):
+    trainer = make_trainer(tmp_path / "rank0", num_epochs=1)
+    silent = RunFolder(tmp_path / "rank1", writes=False)
+    silent.open({"lr": 0.05}, first_epoch=1)
+    silent.save_model(trainer.segmenter, "best")
+    silent.save_checkpoint(trainer, 1)
+    silent.log_epoch([{"epoch": 1, "train_loss": 1.0, "train_miou": 0.5, "val_loss": 1.0, "val_miou": 0.5, "lr": 0.05, "seconds": 1.0}], 1)
+    silent.draw_predictions(trainer.segmenter, trainer.val_data, CLASSES, 1, 2, contextlib.nullcontext())
+    silent.close()
+    assert not (tmp_path / "rank1").exists(), "a RunFolder with writes=False wrote files"
+
+
 @pytest.mark.parametrize("num_samples", [3, 8, 9, 23, 32])
-def test_batches_per_epoch_matches_the_training_loader(tmp_path, num_samples):
-    trainer = make_trainer(tmp_path, num_epochs=1)
-    loader = trainer._loader(BrightSquares(num_samples, seed=0), batch_size=8, num_workers=0, train=True)
+def test_batches_per_epoch_matches_the_training_loader(num_samples):
+    dataset = BrightSquares(num_samples, seed=0)
+    loader = loaders.training_loader(dataset, batch_size=8, seed=0, num_workers=0, device=torch.device("cpu"), process=ProcessInfo())
     assert len(loader) == batches_per_epoch(num_samples, batch_size=8)
+
+
+def test_an_epochs_shuffling_depends_on_the_seed_and_the_epoch_alone():
+    dataset = BrightSquares(20, seed=0)
+
+    def first_batch(seed, epoch, epochs_before=()):
+        loader = loaders.training_loader(dataset, batch_size=8, seed=seed, num_workers=0, device=torch.device("cpu"), process=ProcessInfo())
+        for earlier in epochs_before:
+            loaders.seed_epoch(loader, seed, earlier)
+            list(loader)
+        loaders.seed_epoch(loader, seed, epoch)
+        return next(iter(loader))[0]
+
+    assert torch.equal(first_batch(0, 2), first_batch(0, 2, epochs_before=(0, 1))), "resuming at epoch 2 shuffles differently"
+    assert not torch.equal(first_batch(0, 2), first_batch(0, 3)), "two epochs shuffle alike"
+
+
+def test_validation_loader_shares_the_samples_between_processes_once_each():
+    dataset = torch.utils.data.TensorDataset(torch.arange(11))
+    shares = [
+        torch.cat([batch for (batch,) in loaders.validation_loader(dataset, 4, num_workers=0, device=torch.device("cpu"), process=ProcessInfo(rank, rank, 3))])
+        for rank in range(3)
+    ]
+    assert sorted(torch.cat(shares).tolist()) == list(range(11)), f"the shares {[share.tolist() for share in shares]} do not hold each sample once"
 
 
 @pytest.mark.parametrize("num_samples", [3, 17, 23, 32])

@@ -2,8 +2,9 @@
 
 A manifest names the assignment's parts (an id, the number the TODO comments use,
 a title, the points, the TODOs and files it covers, the public tests that check
-it) and the files a submission
-must hold besides the ``dlvc/`` package. The graded tests' markers, the README's
+it) and the files a submission must hold besides the ``dlvc/`` package. TODOs are
+numbered in the order students work: ``<assignment>.1``, ``<assignment>.2``, ... through
+the parts as listed. The graded tests' markers, the README's
 table and ``dlvc grade`` read it, and tests fail when they drift apart::
 
     number = 1
@@ -13,8 +14,8 @@ table and ``dlvc grade`` read it, and tests fail when they drift apart::
     id = "metric"
     number = 1
     title = "The confusion-matrix metric"
-    points = 7
-    todos = ["2", "3", "4"]
+    points = 8
+    todos = ["1.1", "1.2", "1.3"]
     files = ["dlvc/metrics.py"]
     public_tests = ["tests/public/test_metrics_public.py"]
 
@@ -130,6 +131,7 @@ def parse_manifest(path: Path) -> Manifest:
     check.unique("parts: id", [part.id for part in parts])
     check.unique("parts: number", [part.number for part in parts])
     check.unique("parts: todos (a TODO belongs to exactly one part)", [todo for part in parts for todo in part.todos])
+    _check_work_order(path, number, parts)
     part_ids = {part.id for part in parts}
     submission = tuple(
         _parse_submission_file(check, entry, index, part_ids)
@@ -137,6 +139,17 @@ def parse_manifest(path: Path) -> Manifest:
     )
     check.unique("submission: path", [entry.path for entry in submission])
     return Manifest(number, title, parts, submission, Path(path))
+
+
+def _check_work_order(path: Path, number: int, parts: tuple[Part, ...]) -> None:
+    """TODO ids run ``<number>.1``, ``<number>.2``, ... through the parts in the order listed."""
+    listed = [todo for part in parts for todo in part.todos]
+    expected = [f"{number}.{index}" for index in range(1, len(listed) + 1)]
+    if listed != expected:
+        raise ManifestError(
+            f"{path}: parts: todos: expected the TODOs numbered in work order, {', '.join(expected)}, "
+            f"through the parts as listed; got {', '.join(listed)}"
+        )
 
 
 def _parse_part(check: "_Checker", entry: dict, index: int) -> Part:

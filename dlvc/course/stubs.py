@@ -2,7 +2,7 @@
 
 A solution file marks each part that students write between two comment lines::
 
-    # TODO 2 (Assignment 1, part 2.1): accumulate the confusion matrix.
+    # TODO 1.2 (Assignment 1, part 1): add the batch to the confusion matrix.
     # Fill `self.confusion` (C, C) ... about 5 lines.
     # BEGIN SOLUTION
     ...reference code...

@@ -316,9 +316,12 @@ def summarize_junit(report: Path) -> list[str]:
     return lines
 
 
-def todo_order(todo_id: str) -> tuple[int, str]:
-    """Sort key for TODO ids: by number."""
-    return (int(todo_id), "") if todo_id.isdigit() else (10**9, todo_id)
+def todo_order(todo_id: str) -> tuple[tuple[int, ...], str]:
+    """Sort key for TODO ids such as ``1.10``: by assignment, then by number (1.9 before 1.10)."""
+    pieces = todo_id.split(".")
+    if all(piece.isdigit() for piece in pieces):
+        return tuple(int(piece) for piece in pieces), ""
+    return (10**9,), todo_id
 
 
 def _size(count: int) -> str:

@@ -162,12 +162,15 @@ class PairedRandomHorizontalFlip:
     def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         """uint8 ``(3, H, W)`` image, integer ``(H, W)`` mask -> both, flipped with probability ``p``."""
         image, mask = _check_pair(image, mask)
-        # TODO 10 (Assignment 1, part 4): flip `image` and `mask` together with probability `self.p`.
-        # Draw one number with `torch.rand(1)`; when it is below `self.p`, replace `image`
-        # and `mask` by `TF.horizontal_flip` of each (a flip only moves pixels, so there is
-        # no interpolation and no fill). About 3 lines.
+        # TODO 1.11 (Assignment 1, part 5): flip `image` and `mask` together with probability `self.p`.
+        # In: `image` uint8 (3, H, W), `mask` integer (H, W), as tv_tensors.
+        # Out: `image, mask` both mirrored left to right, or both as they came; of the
+        # same types and sizes.
+        # Randomness (the graded tests replay a seed): one `torch.rand(1)` decides,
+        # flipping when it is below `self.p`; draw nothing else.
+        # About 3 lines; hint 1.11 in the assignment's README.
         raise NotImplementedError(
-            'TODO 10 (Assignment 1, part 4) in dlvc/datasets/transforms.py, PairedRandomHorizontalFlip.__call__: flip `image` and `mask` together with probability `self.p`.'
+            'TODO 1.11 (Assignment 1, part 5) in dlvc/datasets/transforms.py, PairedRandomHorizontalFlip.__call__: flip `image` and `mask` together with probability `self.p`.'
         )
         return image, mask
 
@@ -205,15 +208,16 @@ class PairedColorJitter:
     def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         """uint8 ``(3, H, W)`` image, integer ``(H, W)`` mask -> jittered image, the same mask."""
         image, mask = _check_pair(image, mask)
-        # TODO 11 (Assignment 1, part 4): jitter the colours of `image`; leave `mask` as it is.
-        # Draw `order, brightness, contrast, saturation, hue` with one call to
-        # `T.ColorJitter.get_params(self.brightness, self.contrast, self.saturation, self.hue)`;
-        # `order` is a permutation of 0..3. For each index in `order`, update `image` with
-        # the matching adjustment: 0 `TF.adjust_brightness`, 1 `TF.adjust_contrast`,
-        # 2 `TF.adjust_saturation`, 3 `TF.adjust_hue`, each with its drawn factor.
-        # No interpolation, no fill. About 9 lines.
+        # TODO 1.12 (Assignment 1, part 5): jitter the colours of `image`; leave `mask` as it is.
+        # In: `image` uint8 (3, H, W), `mask` integer (H, W), as tv_tensors.
+        # Out: `image` with its brightness, contrast, saturation and hue changed by
+        # factors drawn from the ranges of __init__, applied in a random order; `mask`
+        # untouched. Colours change, pixels do not move.
+        # Randomness (the graded tests replay a seed): draw the order and the four
+        # factors in one call of torchvision's ColorJitter parameter sampler.
+        # About 9 lines; hint 1.12 in the assignment's README.
         raise NotImplementedError(
-            'TODO 11 (Assignment 1, part 4) in dlvc/datasets/transforms.py, PairedColorJitter.__call__: jitter the colours of `image`; leave `mask` as it is.'
+            'TODO 1.12 (Assignment 1, part 5) in dlvc/datasets/transforms.py, PairedColorJitter.__call__: jitter the colours of `image`; leave `mask` as it is.'
         )
         return image, mask
 
@@ -243,15 +247,18 @@ class PairedRandomPerspective:
     def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         """uint8 ``(3, H, W)`` image, integer ``(H, W)`` mask -> both, warped with probability ``p``."""
         image, mask = _check_pair(image, mask)
-        # TODO 12 (Assignment 1, part 4): warp `image` and `mask` with one random perspective.
-        # Draw one number with `torch.rand(1)`; when it is below `self.p`, draw
-        # `startpoints, endpoints` with `T.RandomPerspective.get_params(width, height,
-        # self.distortion_scale)` (width first!) and replace `image` and `mask` by
-        # `TF.perspective` of each with these points: the image with
-        # `InterpolationMode.BILINEAR` and `fill=IMAGE_FILL`, the mask with
-        # `InterpolationMode.NEAREST` and `fill=IGNORE_INDEX`. About 6 lines.
+        # TODO 1.13 (Assignment 1, part 5): warp `image` and `mask` with one random perspective.
+        # In: `image` uint8 (3, H, W), `mask` integer (H, W), as tv_tensors.
+        # Out: both warped by the same perspective transform (or both as they came),
+        # at the same size. The image is interpolated, the mask keeps labels only
+        # (no blend of two labels), and pixels with no source are `IMAGE_FILL` in the
+        # image and `IGNORE_INDEX` in the mask.
+        # Randomness (the graded tests replay a seed): one `torch.rand(1)` decides,
+        # warping when it is below `self.p`; then one call of torchvision's
+        # RandomPerspective parameter sampler draws the corners.
+        # About 6 lines; hint 1.13 in the assignment's README.
         raise NotImplementedError(
-            'TODO 12 (Assignment 1, part 4) in dlvc/datasets/transforms.py, PairedRandomPerspective.__call__: warp `image` and `mask` with one random perspective.'
+            'TODO 1.13 (Assignment 1, part 5) in dlvc/datasets/transforms.py, PairedRandomPerspective.__call__: warp `image` and `mask` with one random perspective.'
         )
         return image, mask
 
@@ -286,14 +293,16 @@ class PairedRandomResizedCrop:
     def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         """uint8 ``(3, H, W)`` image, integer ``(H, W)`` mask -> both cropped, of size ``size``."""
         image, mask = _check_pair(image, mask)
-        # TODO 13 (Assignment 1, part 4): crop one random region of `image` and `mask` and resize it.
-        # Draw `top, left, height, width` with `T.RandomResizedCrop.get_params(image,
-        # list(self.scale), list(self.ratio))`, then replace `image` and `mask` by
-        # `TF.resized_crop` of each with these and `size=list(self.size)`: the image with
-        # `InterpolationMode.BILINEAR` and `antialias=True`, the mask with
-        # `InterpolationMode.NEAREST`. The region lies inside the image: no fill. About 3 lines.
+        # TODO 1.14 (Assignment 1, part 5): crop one random region of `image` and `mask` and resize it.
+        # In: `image` uint8 (3, H, W), `mask` integer (H, W), as tv_tensors.
+        # Out: the same region of both, resized to `self.size`: the image interpolated
+        # (and antialiased), the mask keeping labels only. The region lies inside the
+        # image, so nothing needs filling.
+        # Randomness (the graded tests replay a seed): one call of torchvision's
+        # RandomResizedCrop parameter sampler draws the region.
+        # About 3 lines; hint 1.14 in the assignment's README.
         raise NotImplementedError(
-            'TODO 13 (Assignment 1, part 4) in dlvc/datasets/transforms.py, PairedRandomResizedCrop.__call__: crop one random region of `image` and `mask` and resize it.'
+            'TODO 1.14 (Assignment 1, part 5) in dlvc/datasets/transforms.py, PairedRandomResizedCrop.__call__: crop one random region of `image` and `mask` and resize it.'
         )
         return image, mask
 
@@ -323,13 +332,17 @@ class PairedRandomRotation:
     def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         """uint8 ``(3, H, W)`` image, integer ``(H, W)`` mask -> both rotated, same size."""
         image, mask = _check_pair(image, mask)
-        # TODO 14 (Assignment 1, part 4): rotate `image` and `mask` by one random angle.
-        # Draw `angle` with `T.RandomRotation.get_params(list(self.degrees))`, then replace
-        # `image` and `mask` by `TF.rotate` of each by `angle`: the image with
-        # `InterpolationMode.BILINEAR` and `fill=IMAGE_FILL`, the mask with
-        # `InterpolationMode.NEAREST` and `fill=IGNORE_INDEX`. About 3 lines.
+        # TODO 1.15 (Assignment 1, part 5): rotate `image` and `mask` by one random angle.
+        # In: `image` uint8 (3, H, W), `mask` integer (H, W), as tv_tensors.
+        # Out: both rotated about their centre by the same angle, counter-clockwise for
+        # positive angles, at the same size; the image interpolated, the mask keeping
+        # labels only; uncovered corners `IMAGE_FILL` in the image, `IGNORE_INDEX` in
+        # the mask.
+        # Randomness (the graded tests replay a seed): one call of torchvision's
+        # RandomRotation parameter sampler draws the angle.
+        # About 3 lines; hint 1.15 in the assignment's README.
         raise NotImplementedError(
-            'TODO 14 (Assignment 1, part 4) in dlvc/datasets/transforms.py, PairedRandomRotation.__call__: rotate `image` and `mask` by one random angle.'
+            'TODO 1.15 (Assignment 1, part 5) in dlvc/datasets/transforms.py, PairedRandomRotation.__call__: rotate `image` and `mask` by one random angle.'
         )
         return image, mask
 

@@ -191,15 +191,16 @@ class PyramidPooling(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) features -> (B, C + len(bins) * C // len(bins), h, w)."""
         check_features("features", features, self.in_channels)
-        # TODO 30 (Assignment 3, part 1): the pyramid pooling forward pass.
-        # Run `features` through each stage of `self.stages` (pool, 1x1 conv, BN, ReLU),
-        # bring each result back to the input's (h, w) with `resize`, and concatenate
-        # [features, pooled_1, pooled_2, ...] on the channel dimension into `pooled`.
-        # About 3 lines.
+        # TODO 3.1 (Assignment 3, part 1): the pyramid pooling forward pass.
+        # In: `features` (B, C, h, w). Out: `pooled` (B, C + len(bins) * C // len(bins), h, w),
+        # 2C for the paper's four bins: the input, unchanged and once, first; then, in the
+        # order of the bins, the output of each branch of `self.stages` (pooled to n x n,
+        # then reduced to C // len(bins) channels) brought back to (h, w) by a bilinear
+        # resize with corners aligned, like every resize in PSPNet. Paper, section 3.2,
+        # "Pyramid Pooling Module". About 3 lines.
         raise NotImplementedError(
-            'TODO 30 (Assignment 3, part 1) in dlvc/models/pspnet.py, PyramidPooling.forward: the pyramid pooling forward pass.'
+            'TODO 3.1 (Assignment 3, part 1) in dlvc/models/pspnet.py, PyramidPooling.forward: the pyramid pooling forward pass.'
         )
-        return pooled
 
 
 class SupplementaryModule(nn.Module):
@@ -236,12 +237,15 @@ class Upsampling(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(B, C_in, h, w) -> (B, channels[-1], 2^n h, 2^n w), n the number of stages."""
         check_features("features", features, self.in_channels)
-        # TODO 31 (Assignment 3, part 2): the upsampling module's forward pass.
-        # For each stage of `self.stages`: double the height and width of `upsampled`
-        # (start from `features`) with F.interpolate (scale_factor=2, bilinear,
-        # align_corners=ALIGN_CORNERS), then apply the stage. About 4 lines.
+        upsampled = features
+        # TODO 3.2 (Assignment 3, part 2): the upsampling module's forward pass.
+        # In: `features` (B, C_in, h, w). Out: `upsampled` (B, channels[-1], 2^n h, 2^n w)
+        # after the n stages of `self.stages`. Each stage first doubles the height and width
+        # of its input, by a bilinear resize with corners aligned (`ALIGN_CORNERS`), and then
+        # applies its convolution, BatchNorm and ReLU: n resizes by 2, not one by 2^n, so
+        # that each convolution refines the map at its own scale. About 3 lines.
         raise NotImplementedError(
-            "TODO 31 (Assignment 3, part 2) in dlvc/models/pspnet.py, Upsampling.forward: the upsampling module's forward pass."
+            "TODO 3.2 (Assignment 3, part 2) in dlvc/models/pspnet.py, Upsampling.forward: the upsampling module's forward pass."
         )
         return upsampled
 
@@ -283,15 +287,17 @@ class PSPDecoder(nn.Module):
         """Main (B, C_m, h, w) and supplementary (B, C_s, h/4, w/4) -> (B, upsampling_channels[-1], 8h, 8w)."""
         check_features("main", main, self.pyramid.in_channels)
         check_features("supplementary", supplementary, self.supplementary.in_channels)
-        # TODO 32 (Assignment 3, part 3): the decoder's fusion.
-        # Pool the main stream with `self.pyramid` and reduce it with `self.bottleneck`;
-        # bring `supplementary` to that map's (h, w) with `self.supplementary`;
-        # concatenate [context, supplementary] on the channel dimension, fuse with
-        # `self.fuse`, and upsample with `self.upsampling` into `decoded`. About 4 lines.
+        # TODO 3.3 (Assignment 3, part 3): the decoder's fusion.
+        # In: the main stream `main` (B, C_m, h, w) and the supplementary stream
+        # `supplementary` (B, C_s, h/4, w/4). Out: `decoded` (B, upsampling_channels[-1],
+        # 8h, 8w). The context is the main stream after pyramid pooling and the 3x3
+        # bottleneck (`self.pyramid`, `self.bottleneck`); `self.supplementary` brings the
+        # other stream to the context's size; the two are concatenated in that order,
+        # [context, supplementary], fused by `self.fuse` and upsampled by `self.upsampling`.
+        # About 5 lines.
         raise NotImplementedError(
-            "TODO 32 (Assignment 3, part 3) in dlvc/models/pspnet.py, PSPDecoder.forward: the decoder's fusion."
+            "TODO 3.3 (Assignment 3, part 3) in dlvc/models/pspnet.py, PSPDecoder.forward: the decoder's fusion."
         )
-        return decoded
 
 
 class PSPNet(nn.Module):
@@ -333,10 +339,11 @@ def count_parameters(model: nn.Module) -> int:
     """The number of trainable parameters of ``model`` (those with ``requires_grad``): a frozen encoder counts 0."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    # TODO 33 (Assignment 3, part 4): count the trainable parameters.
-    # Sum the number of elements (`numel()`) of every parameter of `model` whose
-    # `requires_grad` is set, into `count`. About 1 line.
+    # TODO 3.4 (Assignment 3, part 4): count the trainable parameters.
+    # In: `model`, any nn.Module. Out: `count`, an int, the number of numbers the
+    # optimizer would train: every element (not every tensor) of the parameters that
+    # require gradients. Frozen parameters and buffers (BatchNorm's running statistics)
+    # do not count; a model without trainable parameters counts 0. About 2 lines.
     raise NotImplementedError(
-        'TODO 33 (Assignment 3, part 4) in dlvc/models/pspnet.py, count_parameters: count the trainable parameters.'
+        'TODO 3.4 (Assignment 3, part 4) in dlvc/models/pspnet.py, count_parameters: count the trainable parameters.'
     )
-    return count

@@ -82,16 +82,17 @@ class DeepSegmenter(nn.Module):
         if prefixes is None:
             self.net.load_state_dict(state)
             return list(state)
-        # TODO 25 (Assignment 2, part 5): load the weights of the named parts, and only those.
-        # `state` maps names such as "encoder.stages.0.norm.weight" to tensors; `prefixes`
-        # holds the top-level part names to load ("encoder"). Set `selected` to the entries
-        # of `state` that belong to those parts, have `self._check_selected(selected, prefixes, path, state)` check them
-        # against the network, and load them into `self.net` so that every weight outside
-        # the parts (the new head) keeps its value. About 3 lines.
+        # TODO 2.5 (Assignment 2, part 5): load the weights of the named parts, and only those.
+        # In: `state`, the file's weights by name ("encoder.stages.0.norm.weight": a tensor),
+        # and `prefixes`, the names of the top-level parts of `self.net` to load ({"encoder"}).
+        # Afterwards every weight of those parts holds the file's value, and every other
+        # weight (the new head) keeps its own, even when the file holds one of the same shape.
+        # A file that does not fit is refused, before anything is loaded, by
+        # `self._check_selected` (read its docstring). Returns the names of the loaded
+        # weights. About 4 lines.
         raise NotImplementedError(
-            'TODO 25 (Assignment 2, part 5) in dlvc/models/segmenter.py, DeepSegmenter.load: load the weights of the named parts, and only those.'
+            'TODO 2.5 (Assignment 2, part 5) in dlvc/models/segmenter.py, DeepSegmenter.load: load the weights of the named parts, and only those.'
         )
-        return list(selected)
 
     def _check_selected(self, selected: dict, prefixes: set[str], path: Path, state: dict) -> None:
         """Raise ValueError unless ``selected``, taken from the file's ``state``, holds every weight of the parts ``prefixes``, each fitting the network."""

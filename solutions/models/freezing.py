@@ -24,11 +24,13 @@ class Freezable(nn.Module):
 
     def freeze(self):
         """Stop the module's weights from learning and keep it in eval mode."""
-        # TODO 24 (Assignment 2, part 5): freeze the module.
-        # Two things, and the second is the one people forget: no weight of the module
-        # may get a gradient any more, and the module must stay in eval mode even when
-        # the trainer calls `model.train()` on the whole model every epoch (`train`
-        # below reads `self.frozen`). `unfreeze` undoes both. About 2 lines.
+        # TODO 2.6 (Assignment 2, part 5): freeze the module.
+        # Afterwards no parameter of the module gets a gradient, and the module stays in
+        # eval mode whatever `train(mode)` is asked of it, also when the trainer calls
+        # `model.train()` on the whole model every epoch: a frozen module is bit-identical
+        # after a training step, weights and BatchNorm statistics alike. `unfreeze` undoes
+        # both; the `return` line below then applies the mode the model asked for last.
+        # About 2 lines.
         # BEGIN SOLUTION
         self.frozen = True
         self.requires_grad_(False)

@@ -60,9 +60,8 @@ class DropPath(nn.Module):
 class OverlapPatchEmbed(nn.Module):
     """Overlapping patch embedding: a strided convolution, then LayerNorm on the tokens.
 
-    The patches overlap because the kernel is larger than the stride. Padding by half
-    the kernel makes the output ``ceil(H / stride)`` by ``ceil(W / stride)`` for every
-    odd kernel, so any input size works.
+    The patches overlap because the kernel is larger than the stride. The output map is
+    ``ceil(H / stride)`` by ``ceil(W / stride)``, so any input size works.
 
     Args:
         in_channels: channels of the input map.
@@ -79,14 +78,16 @@ class OverlapPatchEmbed(nn.Module):
             raise ValueError(f"stride must be at least 1, got {stride}")
         self.patch_size = patch_size
         self.stride = stride
-        # TODO 21 (Assignment 2, part 1): the overlapping patch embedding's layers.
-        # Set `self.padding` to half the kernel (rounded down), so that the output is
-        # ceil(H / stride) by ceil(W / stride); `self.proj`, an nn.Conv2d from
-        # `in_channels` to `embed_dim` with kernel `patch_size`, stride `stride` and
-        # that padding; `self.norm`, an nn.LayerNorm over `embed_dim`. About 3 lines.
+        # TODO 2.1 (Assignment 2, part 1): the overlapping patch embedding's layers.
+        # Afterwards two layers exist, under these names (weights are loaded by name).
+        # `self.proj` maps a (B, in_channels, H, W) map to a (B, embed_dim, ceil(H / stride),
+        # ceil(W / stride)) map for every H and W: output pixel (i, j) is computed from the
+        # `patch_size` x `patch_size` patch centred on input pixel (stride * i, stride * j),
+        # zeros outside the map, so neighbouring patches overlap. `self.norm` normalises each
+        # (embed_dim,) token that `forward` gives it. Paper, section 3.1, "Overlapped Patch
+        # Merging". About 2 lines.
         # BEGIN SOLUTION
-        self.padding = patch_size // 2
-        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=stride, padding=self.padding)
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=stride, padding=patch_size // 2)
         self.norm = nn.LayerNorm(embed_dim)
         # END SOLUTION
 
@@ -137,12 +138,16 @@ class EfficientSelfAttention(nn.Module):
         batch, tokens, channels = x.shape
         if tokens != height * width:
             raise ValueError(f"x: expected height * width = {height * width} tokens, got {tokens}")
-        # TODO 23 (Assignment 2, part 2): the spatial reduction of keys and values.
-        # Set `reduced` (B, N', C): `x` itself when `self.sr_ratio` is 1; otherwise lay
-        # `x` out as a (B, C, H, W) map, apply `self.sr`, flatten it back to tokens and
-        # apply `self.sr_norm` (paper, section 3.1, "Efficient Self-Attention"). About 5 lines.
-        # BEGIN SOLUTION
         reduced = x
+        # TODO 2.2 (Assignment 2, part 2): the spatial reduction of keys and values.
+        # In: `x` (B, N, C), the tokens of a `height` x `width` map in row-major order (token
+        # n is the pixel in row n // W, column n % W). Out: `reduced` (B, N', C), the tokens
+        # that keys and values are computed from. With R = `self.sr_ratio` above 1, they are
+        # the pixels of the map after `self.sr` shrinks it (floor(H / R) x floor(W / R), in
+        # the same row-major order), each normalised by `self.sr_norm`; with R = 1 they stay
+        # `x` (there is no `self.sr`). Paper, section 3.1, "Efficient Self-Attention".
+        # About 4 lines.
+        # BEGIN SOLUTION
         if self.sr_ratio > 1:
             feature_map = x.transpose(1, 2).reshape(batch, channels, height, width)  # (B, N, C) -> (B, C, H, W)
             reduced = self.sr(feature_map).flatten(2).transpose(1, 2)  # (B, C, H/R, W/R) -> (B, N', C)
@@ -204,10 +209,14 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """(B, N, C) tokens of an H x W map -> (B, N, C)."""
-        # TODO 20 (Assignment 2, part 3): the block's two residual sub-layers.
-        # Update `x` twice: add `self.drop_path` of `self.attn` applied to `self.norm1(x)`,
-        # then add `self.drop_path` of `self.mlp` applied to `self.norm2(x)`. Both sub-layers
-        # take `height` and `width` too. About 2 lines.
+        # TODO 2.3 (Assignment 2, part 3): the block's two residual sub-layers.
+        # In: `x` (B, N, C), the tokens of a `height` x `width` map. Out: `x` (B, N, C) after
+        # the attention sub-layer and then the Mix-FFN sub-layer (`self.attn`, `self.mlp`;
+        # both take the tokens, `height` and `width`). Each sub-layer is a pre-norm residual
+        # branch: its own LayerNorm (`self.norm1` for the attention, `self.norm2` for the
+        # Mix-FFN) comes before it, and stochastic depth (`self.drop_path`) after it, on the
+        # branch only, so a dropped branch leaves its input unchanged. Paper, section 3.1.
+        # About 2 lines.
         # BEGIN SOLUTION
         x = x + self.drop_path(self.attn(self.norm1(x), height, width))
         x = x + self.drop_path(self.mlp(self.norm2(x), height, width))

@@ -64,13 +64,15 @@ class UNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images -> (B, K, H, W) logits."""
-        # TODO 1 (Assignment 1, part 3): the UNet forward pass.
-        # Run `images` through each block of `self.encoder`, keeping every block's
-        # output as a skip connection and halving the size with `self.pool` after it;
-        # then `self.bottleneck`. On the way up, for each pair in `self.upsample` and
-        # `self.decoder` (deepest first): upsample, resize to the skip's size with
-        # F.interpolate if the sizes differ, concatenate [skip, upsampled] on the
-        # channel dimension and decode. Finish with `self.classifier`. About 12 lines.
+        # TODO 1.10 (Assignment 1, part 4): the UNet forward pass.
+        # In: `images` (B, 3, H, W), any H and W (not only multiples of 2 ** depth).
+        # Out: `logits` (B, K, H, W), at the input's size.
+        # Use the layers built in __init__, each once: the encoder blocks with a pooling
+        # after each, the bottleneck, then per level, deepest first, an upsampling and a
+        # decoder block, and the classifier. Each decoder block sees its level's encoder
+        # output (the skip connection) first and the upsampled map second, along the
+        # channels, both at the skip's size. Ronneberger et al., "U-Net", MICCAI 2015,
+        # section 2 and figure 1. About 13 lines; hint 1.10 in the assignment's README.
         # BEGIN SOLUTION
         skips = []
         features = images
@@ -85,5 +87,5 @@ class UNet(nn.Module):
                 features = F.interpolate(features, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             features = block(torch.cat([skip, features], dim=1))  # (B, 2C, h, w) -> (B, C, h, w)
         logits = self.classifier(features)
-        # END SOLUTION
         return logits
+        # END SOLUTION

@@ -1,4 +1,4 @@
-"""Assignment 3: PSPNet (TODOs 30 to 33 in dlvc/models/pspnet.py).
+"""Assignment 3: PSPNet (TODOs 3.1 to 3.4 in dlvc/models/pspnet.py).
 
 Part 1 pyramid pooling, part 2 the upsampling module, part 3 the decoder's fusion,
 part 4 counting trainable parameters. Everything runs on small random inputs with

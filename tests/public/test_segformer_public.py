@@ -1,4 +1,4 @@
-"""Assignment 2, part 1: SegFormer (TODOs 20, 21 and 23 in dlvc/models/mit_transformer.py, TODO 22 in dlvc/models/segformer_head.py)."""
+"""Assignment 2, parts 1 to 4: SegFormer (TODOs 2.1, 2.2 and 2.3 in dlvc/models/mit_transformer.py, TODO 2.4 in dlvc/models/segformer_head.py)."""
 
 import torch
 

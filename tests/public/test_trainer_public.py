@@ -1,7 +1,12 @@
-"""Assignment 1, part 2: the training loop (TODOs 5, 6 and 7 in dlvc/trainer.py).
+"""Assignment 1, part 3: the training loop (TODOs 1.7, 1.8 and 1.9 in dlvc/trainer.py).
 
 These tests train a tiny network for a few epochs on a task a single convolution can
-learn, so they take a few seconds on a laptop CPU.
+learn, so they take a few seconds on a laptop CPU. They check the contracts of the
+TODOs: the history and its validation schedule, losses that are means per sample
+(with a loss equal to the batch size, where a mean of batch means gives another
+number), model_best.pt scoring the best validation mIoU of the history, validation in
+eval mode and inference mode (seen by a forward hook), and a scheduler stepped once
+per epoch.
 """
 
 import pytest
@@ -112,7 +117,9 @@ def test_validation_runs_in_eval_mode_and_does_not_build_a_graph(tmp_path):
     trainer.train()
     validation = modes[4:]
     assert validation, "train() did not validate after the last epoch"
-    assert all(not training for training, _, _ in validation), "validation must run the model in eval mode (self.model.eval())"
+    assert all(not training for training, _, _ in validation), (
+        "validation must run the model in eval mode: _val_epoch sets it before your code, so do not switch it back to train mode"
+    )
     assert all(not grad and inference for _, grad, inference in validation), "run validation inside `with torch.inference_mode():`"
 
 

@@ -1,4 +1,4 @@
-"""Assignment 2, part 5: transfer learning (TODO 24 in dlvc/models/freezing.py, TODO 25 in dlvc/models/segmenter.py)."""
+"""Assignment 2, part 5: transfer learning (TODO 2.5 in dlvc/models/segmenter.py, TODO 2.6 in dlvc/models/freezing.py)."""
 
 import torch
 from torch import nn

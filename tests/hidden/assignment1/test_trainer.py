@@ -1,4 +1,4 @@
-"""Graded: Assignment 1, part 2, the training loop (TODOs 5, 6 and 7 in dlvc/trainer.py).
+"""Graded: Assignment 1, part 3, the training loop (TODOs 1.7, 1.8 and 1.9 in dlvc/trainer.py).
 
 The student's ``ImgSemSegTrainer`` trains a tiny seeded network (two convolutions
 and a BatchNorm) on a random task in a sandboxed worker, and the reference trainer

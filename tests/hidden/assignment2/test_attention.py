@@ -1,4 +1,4 @@
-"""Graded: Assignment 2, part 2, efficient self-attention's spatial reduction (TODO 23 in dlvc/models/mit_transformer.py).
+"""Graded: Assignment 2, part 2, efficient self-attention's spatial reduction (TODO 2.2 in dlvc/models/mit_transformer.py).
 
 The student's ``EfficientSelfAttention`` is built in a sandboxed worker and holds
 the reference's perturbed weights; its output for random tokens of an H x W map

@@ -1,4 +1,4 @@
-"""Graded: Assignment 2, part 3, the transformer block (TODO 20 in dlvc/models/mit_transformer.py).
+"""Graded: Assignment 2, part 3, the transformer block (TODO 2.3 in dlvc/models/mit_transformer.py).
 
 The student's ``Block`` is built in a sandboxed worker, its attention replaced by a
 fixed stand-in (the grader's, also in the reference), so that a wrong attention

@@ -1,4 +1,4 @@
-"""Graded: Assignment 2, part 4, the All-MLP head's fusion (TODO 22 in dlvc/models/segformer_head.py).
+"""Graded: Assignment 2, part 4, the All-MLP head's fusion (TODO 2.4 in dlvc/models/segformer_head.py).
 
 The student's ``SegFormerHead`` is built in a sandboxed worker with the reference's
 perturbed weights (BatchNorm statistics included) and given four random stage maps,

@@ -1,4 +1,4 @@
-"""Graded: Assignment 2, part 1, the overlapping patch embedding (TODO 21 in dlvc/models/mit_transformer.py).
+"""Graded: Assignment 2, part 1, the overlapping patch embedding (TODO 2.1 in dlvc/models/mit_transformer.py).
 
 The student's ``OverlapPatchEmbed`` is built in a sandboxed worker with a stage's
 kernel and stride; its tokens and output size, and then (with the reference's

@@ -1,4 +1,4 @@
-"""Graded: Assignment 2, part 5, transfer learning (TODO 24 in dlvc/models/freezing.py, TODO 25 in dlvc/models/segmenter.py).
+"""Graded: Assignment 2, part 5, transfer learning (TODO 2.5 in dlvc/models/segmenter.py, TODO 2.6 in dlvc/models/freezing.py).
 
 Graded on behaviour, with a small network the grader builds in the worker from the
 student's ``DeepSegmenter`` and ``Freezable`` (an encoder with BatchNorm and

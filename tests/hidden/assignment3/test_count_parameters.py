@@ -1,4 +1,4 @@
-"""Graded: Assignment 3, part 4, counting trainable parameters (TODO 33, count_parameters in dlvc/models/pspnet.py).
+"""Graded: Assignment 3, part 4, counting trainable parameters (TODO 3.4, count_parameters in dlvc/models/pspnet.py).
 
 The student's ``count_parameters`` is called in a sandboxed worker on small random
 networks of plain torch modules (convolutions, BatchNorm, ReLU), built there as they

@@ -1,4 +1,4 @@
-"""Graded: Assignment 3, part 3, the decoder's fusion (TODO 32, PSPDecoder.forward in dlvc/models/pspnet.py).
+"""Graded: Assignment 3, part 3, the decoder's fusion (TODO 3.3, PSPDecoder.forward in dlvc/models/pspnet.py).
 
 The student's ``PSPDecoder`` is built in a sandboxed worker with a small random
 configuration and fed the two streams of a small image batch. Its ``pyramid`` and

@@ -1,4 +1,4 @@
-"""Graded: Assignment 3, part 1, pyramid pooling (TODO 30, PyramidPooling.forward in dlvc/models/pspnet.py).
+"""Graded: Assignment 3, part 1, pyramid pooling (TODO 3.1, PyramidPooling.forward in dlvc/models/pspnet.py).
 
 The student's ``PyramidPooling`` is built in a sandboxed worker with a small random
 configuration: two to four of the paper's bins and a few channels. Its output must

@@ -1,4 +1,4 @@
-"""Graded: Assignment 3, part 2, the upsampling module (TODO 31, Upsampling.forward in dlvc/models/pspnet.py).
+"""Graded: Assignment 3, part 2, the upsampling module (TODO 3.2, Upsampling.forward in dlvc/models/pspnet.py).
 
 The student's ``Upsampling`` is built in a sandboxed worker with a small random
 configuration: two or three stages of a few channels. Each stage must double the
