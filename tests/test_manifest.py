@@ -11,7 +11,8 @@ import pytest
 
 from dlvc.course.grade import suite_problems
 from dlvc.course.manifest import ManifestError, available_assignments, load_manifest, parse_manifest
-from dlvc.course.stubs import find_regions, solution_files
+from dlvc.course.handout import solution_sources
+from dlvc.course.stubs import find_regions
 from dlvc.course.verdicts import GradedTest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -20,12 +21,12 @@ TODO_PART = re.compile(r"^Assignment (\d+), part (\d+)$")
 
 
 def todo_parts() -> dict[str, tuple[int, int]]:
-    """TODO id -> (assignment, part number), from the comments of the solution files."""
+    """TODO id -> (assignment, part number), from the comments of the solution files and the graded notebooks."""
     found = {}
-    for relative in solution_files(REPOSITORY_ROOT):
-        for region in find_regions((REPOSITORY_ROOT / "solutions" / relative).read_text(), str(relative)):
+    for name, source in solution_sources(REPOSITORY_ROOT):
+        for region in find_regions(source, name):
             match = TODO_PART.match(region.part)
-            assert match, f"solutions/{relative}: TODO {region.todo_id} names its part as {region.part!r}, not 'Assignment N, part M'"
+            assert match, f"{name}: TODO {region.todo_id} names its part as {region.part!r}, not 'Assignment N, part M'"
             found[region.todo_id] = (int(match[1]), int(match[2]))
     return found
 

@@ -39,8 +39,8 @@ def test_every_todo_of_a_graded_assignment_has_at_least_two_mutants(assignment):
 @pytest.mark.parametrize("assignment, mutant", MUTANTS, ids=IDS)
 def test_mutant_names_the_part_of_its_todo_and_changes_the_reference(assignment, mutant, tmp_path):
     assert mutant.todo in MANIFESTS[assignment].part(mutant.part).todos, f"{mutant.name}: TODO {mutant.todo} is not in part {mutant.part}"
-    package = mutated(mutant, tmp_path)
-    original = (REPOSITORY_ROOT / "solutions" / mutant.path.removeprefix("dlvc/")).read_text()
+    package = mutated(mutant, tmp_path / "mutated")
+    original = (copy_package(REPOSITORY_ROOT, tmp_path / "reference") / mutant.path).read_text()
     assert (package / mutant.path).read_text() != original, f"{mutant.name} changes nothing"
     compile((package / mutant.path).read_text(), mutant.path, "exec")
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.stubs import find_regions, make_stub, solution_files
+from dlvc.course.manifest import load_manifest
+from dlvc.course.notebook import read_notebook, write_notebook_module
+from dlvc.course.stubs import BEGIN_MARKER, find_regions, graded_notebooks, make_student_notebook, make_stub, solution_files
 from warm_pytest import run_all
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -25,24 +27,38 @@ SOLUTIONS = REPOSITORY_ROOT / "solutions"
 
 
 def todos() -> list[tuple[str, Path]]:
-    """(TODO id, solution file relative to solutions/) of every region."""
+    """(TODO id, solution file relative to solutions/, or graded notebook relative to the repository) of every region."""
     if not SOLUTIONS.is_dir():
         return []
-    return [
+    in_files = [
         (region.todo_id, relative)
         for relative in solution_files(REPOSITORY_ROOT)
         for region in find_regions((SOLUTIONS / relative).read_text(), str(relative))
     ]
+    in_notebooks = [(todo_id, Path(relative)) for relative in graded_notebooks(REPOSITORY_ROOT) for todo_id in notebook_todos(relative)]
+    return in_files + in_notebooks
+
+
+def notebook_todos(relative: str) -> list[str]:
+    cells = read_notebook(REPOSITORY_ROOT / relative).cells
+    return [region.todo_id for cell in cells if cell.cell_type == "code" and BEGIN_MARKER in cell.source for region in find_regions(cell.source + "\n", relative)]
 
 
 def build_with_one_stub(folder: Path, todo_id: str, relative: Path) -> None:
+    """The reference build with only TODO ``todo_id`` stubbed (in a solution file, or in a notebook's definitions)."""
     shutil.copytree(REPOSITORY_ROOT / "dlvc", folder / "dlvc", ignore=shutil.ignore_patterns("__pycache__"))
     for other in solution_files(REPOSITORY_ROOT):
         source = (SOLUTIONS / other).read_text()
         (folder / "dlvc" / other).write_text(make_stub(source, f"dlvc/{other.as_posix()}", only={todo_id}) if other == relative else source)
+    for notebook in graded_notebooks(REPOSITORY_ROOT):
+        stubbed = make_student_notebook(read_notebook(REPOSITORY_ROOT / notebook), notebook, only={todo_id} if Path(notebook) == relative else set())
+        write_notebook_module(stubbed, Path(notebook).stem, folder)
 
 
 def public_tests_importing(relative: Path) -> list[str]:
+    if relative.suffix == ".ipynb":
+        assignment = int(relative.parent.name.removeprefix("assignment"))
+        return sorted({test for part in load_manifest(assignment).parts if relative.as_posix() in part.files for test in part.public_tests})
     module = "dlvc." + ".".join(relative.with_suffix("").parts)
     files = sorted(str(path.relative_to(REPOSITORY_ROOT)) for path in (REPOSITORY_ROOT / "tests" / "public").glob("test_*.py") if module in path.read_text())
     assert files, f"no public test imports {module}"

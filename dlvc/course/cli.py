@@ -14,6 +14,8 @@ For instructors and teaching assistants (in the course repository only):
                           build the zip that students receive, and check it
     dlvc autograder --assignment N --out DIR
                           build the zip to upload as a Gradescope autograder
+    dlvc leaderboard SUBMISSION... --out DIR [--split test]
+                          rank the class competition's entries (Assignment 3) on a held-out split
 
 Each command is a module of this package with ``add_arguments(parser)`` and
 ``run(args)``. The handout leaves the staff modules out, so a student's ``dlvc``
@@ -31,6 +33,7 @@ COMMANDS = {
     "grade": "grade submissions with an assignment's hidden suite",
     "handout": "build the handout zip that students receive",
     "autograder": "build the Gradescope autograder zip of an assignment",
+    "leaderboard": "rank the class competition's saved models on a held-out split",
 }
 
 

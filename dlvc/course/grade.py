@@ -15,7 +15,8 @@ What happens, in order:
    (``--time-factor`` times as long, at least ``--time-floor`` seconds), so a slow
    machine does not fail correct code.
 4. Submissions are graded ``--jobs`` at a time. Each one is unpacked and staged
-   safely (:mod:`dlvc.course.submission`) and graded by a pytest run of its own
+   safely (:mod:`dlvc.course.submission`), the definitions of its notebooks are taken
+   from their code cells (:mod:`dlvc.course.notebook`), and it is graded by a pytest run of its own
    (forked from a warm runner, :mod:`dlvc.course.runner`) with ``--impl`` on the
    staged package: the student's code runs in that run's sandboxed workers only. A test that sends no verdict scores
    zero, with the reason.
@@ -41,6 +42,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .manifest import Manifest, ManifestError, load_manifest
+from .notebook import write_submitted_notebook_module
 from .reports import read_results, summary_lines, write_class_reports, write_submission_reports
 from .sandbox import SandboxError, choose_isolation
 from .stubs import copy_package
@@ -183,14 +185,15 @@ class ClassGrader:
         staging = self.work / "staging" / name
         wanted = [entry.path for entry in self.manifest.submission]
         try:
-            staged = stage(source, staging, wanted)
+            staged = stage(source, staging, wanted, carried_files=self.manifest.notebooks)
         except SubmissionError as error:
             reason = f"the submission could not be graded: {error}"
             result = SubmissionResult(name, self.seed, [missing_verdict(test, reason) for test in self.tests], error=str(error))
         else:
+            notes = [write_submitted_notebook_module(staged.root, notebook) for notebook in self.manifest.notebooks]
             result = self._grade_package(name, staged.root)
-            result.missing = [entry for entry in self.manifest.submission if entry.path in staged.missing]
-            result.notes = list(staged.notes)
+            result.missing = [entry for entry in self.manifest.submission if entry.path in staged.missing and not entry.optional]
+            result.notes = list(staged.notes) + [note for note in notes if note is not None]
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self._store_result(result)

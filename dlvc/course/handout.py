@@ -7,7 +7,9 @@ The zip holds one folder, ``dlvc-assignment<N>/``, with
 - ``dlvc/``: the package as generated from ``solutions/`` (every TODO a stub; the
   build stops when ``dlvc stubs --check`` finds a stub out of date), with only the
   students' part of ``dlvc/course`` (``dlvc submit``);
-- ``assignments/assignment<N>/``: the assignment's text and manifest;
+- ``assignments/assignment<N>/``: the assignment's text and manifest, and its
+  notebooks as students get them (solution regions stubbed, the cells tagged
+  ``hidden`` removed, outputs cleared: :func:`~dlvc.course.stubs.make_student_notebook`);
 - the scripts (``train.py``, ``train_segformer.py``, ``viz_pets.py``, ``compare_finetuning.py``);
 - ``tests/public/``: the public tests of Assignments 1 to N (each assignment builds on
   the code of the ones before);
@@ -43,16 +45,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+import nbformat
+
 from .archive import collect_files, output_folder, write_zip
 from .manifest import ManifestError, available_assignments, load_manifest
-from .stubs import MarkerError, find_regions, generate_stubs, solution_files
+from .notebook import read_notebook
+from .stubs import BEGIN_MARKER, MarkerError, find_regions, generate_stubs, graded_notebooks, make_student_notebook, solution_files
 from .submit import clean_environment, junit_outcomes, remaining_stubs, run_public_tests, todo_order
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Path("assignments") / "handout"
 SCRIPTS = ("train.py", "train_segformer.py", "viz_pets.py", "compare_finetuning.py")
-STUDENT_COURSE_MODULES = ("__init__.py", "archive.py", "cli.py", "manifest.py", "submit.py")
-STAFF_COMMANDS = ("stubs", "grade", "handout", "autograder")
+STUDENT_COURSE_MODULES = ("__init__.py", "archive.py", "cli.py", "manifest.py", "notebook.py", "submit.py")
+STAFF_COMMANDS = ("stubs", "grade", "handout", "autograder", "leaderboard")
 STUDENT_TEST_DEPENDENCIES = ("pytest",)
 FORBIDDEN = ("solutions/", "tests/hidden/", "tests/conftest.py", "mutants/", ".git/", ".grading/")
 LONG_LINE = 40  # a solution line this long is its own; shorter ones count when two of one region appear
@@ -114,6 +119,8 @@ def lay_out(assignment: int, tree: Path, root: Path = REPOSITORY_ROOT) -> Path:
     tree.mkdir(parents=True)
     shutil.copytree(root / "dlvc", tree / "dlvc", ignore=_package_ignore(root))
     shutil.copytree(manifest.path.parent, tree / manifest.path.parent.relative_to(root), ignore=CACHES)
+    for relative in manifest.notebooks:
+        nbformat.write(make_student_notebook(read_notebook(root / relative), relative), tree / relative)
     for script in SCRIPTS:
         shutil.copy2(root / script, tree / script)
     tests = public_tests(assignment, root)
@@ -218,20 +225,39 @@ class SolutionLine:
 def solution_lines(root: Path = REPOSITORY_ROOT) -> list[SolutionLine]:
     """The code lines of every solution region that the stubbed package does not hold too.
 
-    A line that also appears in ``dlvc/`` (the stubs and the modules without
-    solutions) is given to students anyway, so it cannot give anything away.
+    The regions are those of ``solutions/`` and of the code cells of the graded
+    notebooks. A line that also appears in ``dlvc/`` (the stubs and the modules
+    without solutions) is given to students anyway, so it cannot give anything away.
     """
     public = {_normalised(line) for path in (root / "dlvc").rglob("*.py") for line in path.read_text().splitlines()}
     found = []
-    for relative in solution_files(root):
-        text = (root / "solutions" / relative).read_text()
+    for name, text in solution_sources(root):
         lines = text.splitlines()
-        for region in find_regions(text, f"solutions/{relative.as_posix()}"):
+        for region in find_regions(text, name):
             for number in range(region.begin + 1, region.end):
                 line = _normalised(lines[number - 1])
                 if len(line) >= SHORT_LINE and not line.startswith("#") and line not in public:
-                    found.append(SolutionLine(line, f"solutions/{relative.as_posix()}:{number}", f"solutions/{relative.as_posix()}:{region.begin}"))
+                    found.append(SolutionLine(line, f"{name}:{number}", f"{name}:{region.begin}"))
     return found
+
+
+def solution_sources(root: Path = REPOSITORY_ROOT) -> list[tuple[str, str]]:
+    """(name, source) of every solution file and of every code cell with a solution region of a graded notebook."""
+    sources = [(f"solutions/{relative.as_posix()}", (root / "solutions" / relative).read_text()) for relative in solution_files(root)]
+    for relative in graded_notebooks(root):
+        cells = read_notebook(root / relative).cells
+        sources += [(f"{relative}, cell {index}", cell.source + "\n") for index, cell in enumerate(cells, start=1) if cell.cell_type == "code" and BEGIN_MARKER in cell.source]
+    return sources
+
+
+def text_lines(path: Path) -> list[str]:
+    """The lines of a text file; of a notebook, the lines of its cells. UnicodeDecodeError for a binary file."""
+    if path.suffix == ".ipynb":
+        try:
+            return [line for cell in read_notebook(path).cells for line in cell.source.splitlines()]
+        except ValueError:
+            pass  # not a notebook after all: read as text
+    return path.read_text().splitlines()
 
 
 def leaks(tree: Path, root: Path = REPOSITORY_ROOT) -> list[str]:
@@ -248,7 +274,7 @@ def leaks(tree: Path, root: Path = REPOSITORY_ROOT) -> list[str]:
     secret = solution_lines(root)
     for name, path in files.items():
         try:
-            held = {_normalised(line) for line in path.read_text().splitlines()}
+            held = {_normalised(line) for line in text_lines(path)}
         except UnicodeDecodeError:
             continue  # images and other binary files
         matched = [line for line in secret if line.text in held]
@@ -324,7 +350,8 @@ def check_public_tests(tree: Path, python: Path, expected: set[str], report: Pat
     course repository (``tests/test_public_suite.py``). ``report`` is where pytest
     writes its JUnit XML. Returns the TODOs the failures name, in order.
     """
-    left = {stub.todo_id for stub in remaining_stubs(tree / "dlvc")}
+    notebooks = sorted((tree / "assignments").rglob("*.ipynb"))
+    left = {stub.todo_id for stub in remaining_stubs(tree / "dlvc", notebooks)}
     if not expected <= left:
         raise HandoutError(f"TODO {', '.join(sorted(expected - left, key=todo_order))} should be stubs in the handout, and are not")
     try:

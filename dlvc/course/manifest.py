@@ -24,6 +24,15 @@ table and ``dlvc grade`` read it, and tests fail when they drift apart::
     what = "the report (graded by hand)"
     points = 0            # what a missing file costs; a file with points names its part
 
+    [[submission]]
+    path = "competition/model.pt"
+    what = "the weights of your entry in the class competition"
+    points = 0
+    optional = true       # a submission may leave it out: nothing is missing then
+
+A file a manifest names may be up to :data:`MAX_FILE_BYTES` large: ``dlvc submit``
+refuses a larger one, saying what to do, and the grader's staging accepts one.
+
 The file is read with the standard library's ``tomllib``; a malformed manifest
 raises :class:`ManifestError` naming the file and the key.
 """
@@ -37,6 +46,8 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENTS_DIRNAME = "assignments"
 MANIFEST_NAME = "assignment.toml"
 PART_ID = re.compile(r"^[a-z][a-z0-9_-]*$")
+MAX_FILE_BYTES = 200 * 2**20
+"""The largest file a manifest's ``[[submission]]`` entry may be (a competition entry's weights)."""
 
 
 class ManifestError(ValueError):
@@ -58,12 +69,17 @@ class Part:
 
 @dataclass(frozen=True)
 class SubmissionFile:
-    """A file (or, ending in ``/``, a folder) that a submission must hold besides ``dlvc/``."""
+    """A file (or, ending in ``/``, a folder) that a submission must hold besides ``dlvc/``.
+
+    ``optional``: the submission may leave it out (a competition entry); when it is
+    there, it is packed and staged like any other.
+    """
 
     path: str
     what: str
     points: float
     part: str | None
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,11 @@ class Manifest:
             if part.id == part_id:
                 return part
         raise ManifestError(f"{self.path}: no part {part_id!r}; the parts are {', '.join(p.id for p in self.parts)}")
+
+    @property
+    def notebooks(self) -> tuple[str, ...]:
+        """The notebooks among the parts' files (graded from their code cells), in order."""
+        return tuple(dict.fromkeys(path for part in self.parts for path in part.files if path.endswith(".ipynb")))
 
     def part_of_todo(self, todo_id: str) -> Part | None:
         """The part covering TODO ``todo_id``, or None."""
@@ -176,7 +197,10 @@ def _parse_submission_file(check: "_Checker", entry: dict, index: int, part_ids:
         raise ManifestError(
             f"{check.path}: {where}.part: a file with points names the part they count in, one of {sorted(part_ids)}; got {part!r}"
         )
-    return SubmissionFile(check.text(entry, "path", where), check.text(entry, "what", where), points, part)
+    optional = entry.get("optional", False)
+    if not isinstance(optional, bool):
+        raise ManifestError(f"{check.path}: {where}.optional: expected true or false, got {optional!r}")
+    return SubmissionFile(check.text(entry, "path", where), check.text(entry, "what", where), points, part, optional)
 
 
 class _Checker:

@@ -17,8 +17,10 @@ other part's), ``TODO`` the TODO it gets wrong; ``Public`` says whether the publ
 (``caught``) or why they cannot (``unseen: <why>``). To add one, copy the file
 from the reference build (``dlvc/`` with ``solutions/`` laid over it), make the
 mistake, and write ``diff -u a/dlvc/<file> b/dlvc/<file>`` under the header into
-``tests/hidden/assignment<N>/mutants/<name>.diff``. ``make test`` grades every
-mutant and runs the public tests on it.
+``tests/hidden/assignment<N>/mutants/<name>.diff``. A mistake in a notebook's TODO
+patches the notebook's definitions as the reference build holds them,
+``notebooks/<name>.py`` (:func:`~dlvc.course.stubs.copy_package` writes it). ``make
+test`` grades every mutant and runs the public tests on it.
 
 Patches are applied by matching each hunk's old lines exactly (line numbers are
 only a hint), so a mutant that no longer fits the reference fails loudly.
@@ -27,6 +29,10 @@ only a hint), so a mutant that no longer fits the reference fails loudly.
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import nbformat
+
+from .notebook import NOTEBOOKS_PACKAGE, read_notebook
 
 HEADER_FIELDS = ("Mistake", "Part", "TODO", "Public")
 HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
@@ -76,8 +82,10 @@ def parse_mutant(path: Path) -> Mutant:
         raise MutantError(f"{path}: expected a unified diff ('--- a/<file>' and '+++ b/<file>') below the header")
     target = lines[index + 1][4:].split("\t")[0].strip()
     target = target[2:] if target.startswith("b/") else target
-    if not target.startswith("dlvc/"):
-        raise MutantError(f"{path}: the diff must patch a file of the package, b/dlvc/<file>; got {target!r}")
+    if not target.startswith(("dlvc/", "notebooks/")):
+        raise MutantError(
+            f"{path}: the diff must patch a file of the package, b/dlvc/<file>, or a notebook's definitions, b/notebooks/<name>.py; got {target!r}"
+        )
     hunks = _hunks(path, lines[index + 2 :])
     return Mutant(Path(path).stem, fields["Mistake"], fields["Part"], fields["TODO"], fields["Public"], target, hunks)
 
@@ -107,14 +115,38 @@ def _hunks(path: Path, lines: list[str]):
 
 
 def apply_mutant(mutant: Mutant, package_root: Path) -> Path:
-    """Patch ``package_root/<mutant.path>`` in place; MutantError when a hunk's old lines are not found exactly once."""
+    """Patch ``package_root/<mutant.path>`` in place; MutantError when a hunk's old lines are not found exactly once.
+
+    A mutant of a notebook's definitions (``notebooks/<name>.py``) also patches the
+    code cell of the notebook that holds the hunk, when ``package_root`` holds the
+    notebook (``assignments/assignment<N>/<name>.ipynb``), so that a submission made
+    from the folder makes the same mistake.
+    """
     target = Path(package_root) / mutant.path
-    lines = target.read_text().splitlines()
-    for number, (old, new) in enumerate(mutant.hunks, start=1):
+    target.write_text(_patched(mutant, target.read_text(), mutant.path))
+    if mutant.path.startswith(NOTEBOOKS_PACKAGE + "/"):
+        for path in Path(package_root).glob(f"assignments/assignment*/{Path(mutant.path).stem}.ipynb"):
+            _patch_notebook(mutant, path)
+    return target
+
+
+def _patched(mutant: Mutant, text: str, where: str, hunks=None) -> str:
+    lines = text.splitlines()
+    for number, (old, new) in enumerate(mutant.hunks if hunks is None else hunks, start=1):
         starts = [start for start in range(len(lines) - len(old) + 1) if tuple(lines[start : start + len(old)]) == old]
         if len(starts) != 1:
             found = "not found" if not starts else f"found {len(starts)} times"
-            raise MutantError(f"mutant {mutant.name}: hunk {number} does not fit {mutant.path} (its old lines are {found}); update the mutant")
+            raise MutantError(f"mutant {mutant.name}: hunk {number} does not fit {where} (its old lines are {found}); update the mutant")
         lines[starts[0] : starts[0] + len(old)] = new
-    target.write_text("\n".join(lines) + "\n")
-    return target
+    return "\n".join(lines) + "\n"
+
+
+def _patch_notebook(mutant: Mutant, path: Path) -> None:
+    """Apply each hunk to the one code cell of the notebook at ``path`` that holds its old lines."""
+    notebook = read_notebook(path)
+    for old, new in mutant.hunks:
+        cells = [cell for cell in notebook.cells if cell.cell_type == "code" and "\n".join(old) in cell.source]
+        if len(cells) != 1:
+            raise MutantError(f"mutant {mutant.name}: a hunk fits {len(cells)} code cells of {path}, expected one; update the mutant")
+        cells[0].source = _patched(mutant, cells[0].source, str(path), hunks=[(old, new)]).rstrip("\n")
+    nbformat.write(notebook, path)

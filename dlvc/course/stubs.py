@@ -18,16 +18,24 @@ with the file and line.
 
 import argparse
 import ast
+import copy
 import re
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
+
+from .manifest import available_assignments, load_manifest
+from .notebook import read_notebook, write_notebook_module
+
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
 BEGIN_MARKER = "# BEGIN SOLUTION"
 END_MARKER = "# END SOLUTION"
+HIDDEN_CELL_TAG = "hidden"
+"""A notebook cell with this tag is the instructors' own and stays out of the student notebook."""
 TODO_PATTERN = re.compile(r"^# TODO (?P<id>\S+) \((?P<part>[^)]+)\): (?P<text>.+)$")
 
 
@@ -225,18 +233,53 @@ def generate_stubs(root: Path, package: str = "dlvc", check: bool = False) -> li
     return changed
 
 
+def make_student_notebook(notebook: nbformat.NotebookNode, relpath: str, only: set[str] | None = None) -> nbformat.NotebookNode:
+    """The student notebook of a solution notebook (a new one; ``notebook`` is left as it is).
+
+    Cells tagged ``hidden`` (the instructors' own checks) are removed, every solution
+    region of a code cell becomes a stub as in the ``.py`` files (its message names
+    ``relpath``; ``only`` as for :func:`make_stub`), and outputs and execution counts
+    are cleared.
+    """
+    student = copy.deepcopy(notebook)
+    student.cells = [cell for cell in student.cells if HIDDEN_CELL_TAG not in cell.metadata.get("tags", [])]
+    for cell in student.cells:
+        if cell.cell_type != "code":
+            continue
+        if any(line.strip() == BEGIN_MARKER for line in cell.source.splitlines()):
+            cell.source = make_stub(cell.source + "\n", relpath, only).rstrip("\n")
+        cell.outputs = []
+        cell.execution_count = None
+    return student
+
+
+def graded_notebooks(root: Path) -> list[str]:
+    """The notebooks that the manifests of ``root`` grade, as paths relative to ``root``."""
+    return [path for number in available_assignments(root) for path in load_manifest(number, root).notebooks]
+
+
 def copy_package(root: Path, target: Path, package: str = "dlvc", reference: bool = True) -> Path:
     """Copy ``root/<package>`` to ``target/<package>``; returns ``target``.
 
     With ``reference`` the solution files are laid over the copy (the reference
     build as a plain package, markers and all: they are comments); without it the
-    copy holds the stubs, as students receive them. Caches are left out.
+    copy holds the stubs, as students receive them. Caches are left out. Each
+    graded notebook is copied to its place under ``target/assignments/`` (the
+    solution notebook, or without ``reference`` the student notebook), as a
+    submission holds it, and its definitions go to ``target/notebooks/<name>.py``.
     """
     root, target = Path(root), Path(target)
     shutil.copytree(root / package, target / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if reference:
         for relative in solution_files(root):
             shutil.copyfile(root / "solutions" / relative, target / package / relative)
+    for relative in graded_notebooks(root):
+        notebook = read_notebook(root / relative)
+        if not reference:
+            notebook = make_student_notebook(notebook, relative)
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, target / relative)
+        write_notebook_module(notebook, Path(relative).stem, target)
     return target
 
 

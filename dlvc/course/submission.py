@@ -10,8 +10,9 @@ Every submission is treated as hostile. A zip or a folder may try to
 So each zip entry is checked and written by hand (never ``ZipFile.extractall``), bytes are counted
 while they are written, folders are copied without following links, every file is written with
 mode 0o644 and every folder with 0o755, and the staged root holds a clean copy of ``dlvc/`` and
-nothing else. What is skipped or renamed becomes a note for the feedback; what makes a submission
-impossible to grade raises :class:`SubmissionError` with a message a TA can paste.
+nothing else (but the wanted files the caller asks to carry along, such as a competition entry's
+weights, which the sandbox must see). What is skipped or renamed becomes a note for the feedback;
+what makes a submission impossible to grade raises :class:`SubmissionError` with a message a TA can paste.
 
     staged = stage(Path("group_7.zip"), Path("work/group_7"), wanted_files=["report.pdf"])
     staged.root     # work/group_7/package, holding only dlvc/
@@ -28,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+
+from .manifest import MAX_FILE_BYTES
 
 PACKAGE = "dlvc"
 UNPACKED_DIRNAME = "unpacked"
@@ -62,6 +65,7 @@ class Limits:
     max_entries: int = 5000  # zip entries / files and folders in a folder
     max_total_bytes: int = 256 * 2**20  # bytes actually written while unpacking
     max_file_bytes: int = 64 * 2**20  # one file
+    max_wanted_file_bytes: int = MAX_FILE_BYTES  # one of the wanted files (a manifest names it: weights may be large)
 
 
 class SubmissionError(Exception):
@@ -74,7 +78,7 @@ class StagedSubmission:
 
     name: str  # the submission's name: a zip's stem or the folder's name
     source: Path  # what was given (zip or folder)
-    root: Path  # the staged folder: holds ONLY dlvc/ (a clean copy), nothing else
+    root: Path  # the staged folder: holds ONLY dlvc/ (a clean copy) and the carried files, nothing else
     present: list[str]  # of the wanted files (relative paths, posix), those found
     missing: list[str]  # of the wanted files, those not found
     notes: list[str]  # things skipped or renamed, for the feedback
@@ -97,12 +101,13 @@ def submission_name(source: Path) -> str:
     return safe if safe.strip(".") else "submission"
 
 
-def unpack_zip(zip_path: Path, target: Path, limits: Limits = Limits()) -> list[str]:
+def unpack_zip(zip_path: Path, target: Path, limits: Limits = Limits(), wanted_files: Sequence[str] = ()) -> list[str]:
     """Unpack into target (must not exist or be empty); returns the notes (skipped entries and why).
 
     Only regular files and folders are written, each entry by hand, inside target. SubmissionError
     when the file is not a readable zip, holds more than ``limits.max_entries`` entries, or unpacks
-    to more bytes than the limits allow. FileExistsError when target holds anything.
+    to more bytes than the limits allow (``max_wanted_file_bytes`` for one of ``wanted_files``, at the
+    top or in one top folder). FileExistsError when target holds anything.
     """
     zip_path, target = Path(zip_path), Path(target)
     _create_empty_folder(target)
@@ -111,7 +116,7 @@ def unpack_zip(zip_path: Path, target: Path, limits: Limits = Limits()) -> list[
         entries = archive.infolist()
         if len(entries) > limits.max_entries:
             raise SubmissionError(f"the zip has {len(entries)} entries, more than the limit of {limits.max_entries}")
-        writer = _Writer(target, limits, too_big=f"unpacks to more than {_size(limits.max_total_bytes)}: a zip bomb?")
+        writer = _Writer(target, limits, too_big=f"unpacks to more than {_size(limits.max_total_bytes)}: a zip bomb?", wanted_files=wanted_files)
         for info in entries:
             raw = _raw_zip_name(info)
             problem = _unreadable_entry_problem(info)
@@ -144,8 +149,13 @@ def find_package_root(folder: Path) -> Path:
     )
 
 
-def stage(source: Path, workdir: Path, wanted_files: Sequence[str] = (), limits: Limits = Limits()) -> StagedSubmission:
+def stage(
+    source: Path, workdir: Path, wanted_files: Sequence[str] = (), limits: Limits = Limits(), carried_files: Sequence[str] = ()
+) -> StagedSubmission:
     """Unpack (zip) or copy (folder) the submission into workdir/unpacked, find the package root, copy only its dlvc/ folder into workdir/package/dlvc (workdir/package is `root`), and check which of wanted_files exist relative to the package root (a wanted entry ending in "/" names a folder). workdir is created; if it exists it is emptied first.
+
+    carried_files: wanted files (not folders) that are put into root too, at the same
+    relative paths, when present (a competition entry's weights, which the sandbox must see).
 
     source: a zip file or a folder. Returns a :class:`StagedSubmission`. SubmissionError when the
     submission cannot be graded (not a zip, over the limits, no dlvc/ package); FileNotFoundError
@@ -157,26 +167,32 @@ def stage(source: Path, workdir: Path, wanted_files: Sequence[str] = (), limits:
     _check_apart(source, workdir)
     _empty_folder(workdir)
     unpacked = workdir / UNPACKED_DIRNAME
+    unwanted = [path for path in carried_files if path not in wanted_files or path.endswith("/")]
+    if unwanted:
+        raise ValueError(f"carried_files: expected wanted files, not folders; got {unwanted}")
     if source.is_dir():
-        notes = _copy_folder(source, unpacked, limits)
+        notes = _copy_folder(source, unpacked, limits, wanted_files)
     else:
-        notes = unpack_zip(source, unpacked, limits)
+        notes = unpack_zip(source, unpacked, limits, wanted_files)
     package_root = find_package_root(unpacked)
     root = workdir / STAGED_DIRNAME
     notes += _copy_package(package_root / PACKAGE, root / PACKAGE)
     present = [wanted for wanted in wanted_files if _wanted_exists(package_root, wanted)]
     missing = [wanted for wanted in wanted_files if not _wanted_exists(package_root, wanted)]
+    for relative in (path for path in carried_files if path in present):
+        _carry_file(package_root / relative, root, relative.split("/"))
     return StagedSubmission(submission_name(source), source, root, present, missing, notes)
 
 
 class _Writer:
     """Writes folders and regular files under one target folder, counting the bytes against the limits."""
 
-    def __init__(self, target: Path, limits: Limits, too_big: str):
+    def __init__(self, target: Path, limits: Limits, too_big: str, wanted_files: Sequence[str] = ()):
         self.target = target
         self.limits = limits
         self.too_big = too_big  # what the submission does past max_total_bytes, for the error message
         self.total_bytes = 0
+        self.wanted = [wanted.split("/") for wanted in wanted_files if not wanted.endswith("/")]
 
     def folder(self, parts: list[str]) -> Path:
         """Create target/parts... (mode 0o755) where missing; _Skipped when one of them is a file."""
@@ -196,15 +212,20 @@ class _Writer:
         with open(descriptor, "wb") as out:
             os.fchmod(descriptor, FILE_MODE)
             file_bytes = 0
+            file_limit = self.limits.max_wanted_file_bytes if self._is_wanted(parts) else self.limits.max_file_bytes
             for chunk in chunks:
                 file_bytes += len(chunk)
-                self._make_room(len(chunk), file_bytes, shown)
+                self._make_room(len(chunk), file_bytes, file_limit, shown)
                 out.write(chunk)
 
-    def _make_room(self, chunk_bytes: int, file_bytes: int, shown: str) -> None:
+    def _is_wanted(self, parts: list[str]) -> bool:
+        """Whether ``parts`` is a wanted file where the package root may be: at the top, or in one top folder."""
+        return any(parts[len(parts) - len(wanted) :] == wanted and len(parts) - len(wanted) in (0, 1) for wanted in self.wanted)
+
+    def _make_room(self, chunk_bytes: int, file_bytes: int, file_limit: int, shown: str) -> None:
         """Count a chunk before it is written; SubmissionError when it would go over a limit."""
-        if file_bytes > self.limits.max_file_bytes:
-            raise SubmissionError(f"{shown} is larger than {_size(self.limits.max_file_bytes)}, the limit for one file")
+        if file_bytes > file_limit:
+            raise SubmissionError(f"{shown} is larger than {_size(file_limit)}, the limit for one file")
         if self.total_bytes + chunk_bytes > self.limits.max_total_bytes:
             raise SubmissionError(f"the submission {self.too_big}")
         self.total_bytes += chunk_bytes
@@ -365,13 +386,13 @@ def _zip_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> 
         raise SubmissionError(f"the zip is corrupt: cannot read {shown} ({error})") from None
 
 
-def _copy_folder(source: Path, target: Path, limits: Limits) -> list[str]:
+def _copy_folder(source: Path, target: Path, limits: Limits, wanted_files: Sequence[str] = ()) -> list[str]:
     """Copy a submission folder into target (must not exist or be empty), with the checks of a zip; returns the notes.
 
     Links are never followed and special files never opened: both are skipped with a note.
     """
     _create_empty_folder(target)
-    writer = _Writer(target, limits, too_big=f"folder holds more than {_size(limits.max_total_bytes)}")
+    writer = _Writer(target, limits, too_big=f"folder holds more than {_size(limits.max_total_bytes)}", wanted_files=wanted_files)
     notes: list[str] = []
     entries_seen = 0
     pending = [source]
@@ -449,6 +470,18 @@ def _copy_package(package: Path, target: Path) -> list[str]:
     if not left_out:
         return []
     return [f"left out __pycache__/ folders and *.pyc files from {PACKAGE}/ (compiled Python; the sources are graded)"]
+
+
+def _carry_file(path: Path, root: Path, parts: list[str]) -> None:
+    """Move one unpacked file (regular, 0o644: the unpacking wrote it) to root/parts..., creating folders 0o755.
+
+    Moved, not copied: the unpacked folder is staging's own, and weights may be large.
+    """
+    folder = root
+    for part in parts[:-1]:
+        folder = folder / part
+        _make_folder(folder, part)
+    os.replace(path, folder / parts[-1])
 
 
 def _wanted_exists(package_root: Path, wanted: str) -> bool:

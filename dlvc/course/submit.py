@@ -8,9 +8,11 @@ Run it in the folder you unpacked the handout into. It
    ``--assignment N`` where the folder holds more than one) for what a submission holds;
 2. refuses, writing nothing, when the report or another file it names is missing
    (``--report`` takes the report from anywhere; otherwise ``report.pdf`` must lie
-   here), or when the report is not a PDF;
-3. packs ``group_<G>.zip``: ``dlvc/`` and the manifest's files, leaving out
-   caches, checkpoints, datasets, run folders, hidden files and links, and lists
+   here), when the report is not a PDF, or when a file it names is larger than
+   200 MiB; a file the manifest marks optional (a competition entry) may be missing;
+3. packs ``group_<G>.zip``: ``dlvc/`` and the manifest's files (a checkpoint the
+   manifest names, such as ``competition/model.pt``, too), leaving out caches,
+   checkpoints, datasets, run folders, hidden files and links elsewhere, and lists
    what it packed and what it left out;
 4. warns about TODOs that still raise ``NotImplementedError`` and about a large zip;
 5. unpacks the zip into a temporary folder and runs ``tests/public`` against that
@@ -30,11 +32,13 @@ import tempfile
 import xml.etree.ElementTree as ElementTree
 import zipfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .archive import collect_files, output_folder, write_zip
-from .manifest import Manifest, ManifestError, available_assignments, load_manifest
+from .manifest import MAX_FILE_BYTES, Manifest, ManifestError, SubmissionFile, available_assignments, load_manifest
+from .notebook import read_notebook
 
 PACKAGE = "dlvc"
 REPORT = "report.pdf"
@@ -89,6 +93,7 @@ class Packing:
 
     files: dict[str, Path] = field(default_factory=dict)  # name in the zip -> file
     left_out: dict[str, list[str]] = field(default_factory=dict)  # reason -> paths
+    absent: list[SubmissionFile] = field(default_factory=list)  # optional files of the manifest that are not there
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'replaced' if replaced else 'wrote'} {target} ({_size(target.stat().st_size)}), for Assignment {manifest.number}: {manifest.title}")
     for line in packed_lines(packing):
         print(line)
-    for line in warnings(target, remaining_stubs(root / PACKAGE), manifest):
+    for line in warnings(target, remaining_stubs(root / PACKAGE, [root / path for path in manifest.notebooks]), manifest):
         print(line)
     if not args.no_tests:
         for line in public_test_lines(target, root):
@@ -158,7 +163,9 @@ def pack(root: Path, manifest: Manifest, report: Path | None) -> Packing:
                 continue
             _add_folder(packing, source, entry.path.rstrip("/"))
         elif source.is_file():
-            packing.files[entry.path] = source
+            packing.files[entry.path] = _checked_size(entry, source)
+        elif entry.optional:
+            packing.absent.append(entry)
         else:
             missing.append(entry)
     if missing:
@@ -169,6 +176,23 @@ def pack(root: Path, manifest: Manifest, report: Path | None) -> Packing:
         raise SubmitError(f"{packing.files[REPORT]} is not a PDF file (it does not begin with %PDF-); export your report as a PDF")
     _add_folder(packing, root / PACKAGE, PACKAGE)
     return packing
+
+
+def _checked_size(entry: SubmissionFile, source: Path) -> Path:
+    """``source``, when it is at most ``MAX_FILE_BYTES`` large; SubmitError saying how to make it smaller otherwise."""
+    size = source.stat().st_size
+    if size <= MAX_FILE_BYTES:
+        return source
+    if source.suffix.lower() in (".pt", ".pth"):
+        hint = (
+            "Save the weights in half precision, which halves the file and loads into the same model:\n"
+            "  torch.save({name: value.half() if value.is_floating_point() else value "
+            "for name, value in model.state_dict().items()}, path)\n"
+            "or train a smaller model (arch resnet18)."
+        )
+    else:
+        hint = "Make it smaller (a PDF: export its figures at a lower resolution)."
+    raise SubmitError(f"{entry.path} is {_size(size)}, more than the {_size(MAX_FILE_BYTES)} a submitted file may be. {hint}")
 
 
 def _add_folder(packing: Packing, folder: Path, name: str) -> None:
@@ -204,18 +228,24 @@ def packed_lines(packing: Packing) -> list[str]:
     for reason, paths in sorted(packing.left_out.items()):
         shown = ", ".join(paths[:5]) + (f", ... ({len(paths) - 5} more)" if len(paths) > 5 else "")
         lines.append(f"left out {reason}: {shown}")
+    if packing.absent:
+        lines.append("not there, and optional: " + "; ".join(f"{entry.path} ({entry.what})" for entry in packing.absent))
     return lines
 
 
-def remaining_stubs(package: Path) -> list[Stub]:
-    """The TODOs whose stub still raises NotImplementedError in ``package`` (a ``dlvc/`` folder)."""
-    stubs = []
-    for path in sorted(Path(package).rglob("*.py")):
-        if "__pycache__" in path.parts:
+def remaining_stubs(package: Path, notebooks: Sequence[Path] = ()) -> list[Stub]:
+    """The TODOs whose stub still raises NotImplementedError in ``package`` (a ``dlvc/`` folder) and in ``notebooks``.
+
+    A notebook's stubs are read from its code cells; a notebook that is missing or
+    cannot be read holds none.
+    """
+    sources = [path.read_text(errors="replace") for path in sorted(Path(package).rglob("*.py")) if "__pycache__" not in path.parts]
+    for path in notebooks:
+        try:
+            sources.append("\n".join(cell.source for cell in read_notebook(path).cells if cell.cell_type == "code"))
+        except ValueError:
             continue
-        for match in STUB.finditer(path.read_text(errors="replace")):
-            stubs.append(Stub(match["id"], match["part"], match["file"], match["function"]))
-    return stubs
+    return [Stub(match["id"], match["part"], match["file"], match["function"]) for source in sources for match in STUB.finditer(source)]
 
 
 def warnings(target: Path, stubs: list[Stub], manifest: Manifest) -> list[str]:
@@ -231,13 +261,21 @@ def warnings(target: Path, stubs: list[Stub], manifest: Manifest) -> list[str]:
     if others:
         ids = ", ".join(stub.todo_id for stub in others)
         lines.append(f"note: TODO {ids} of other assignments still raise NotImplementedError (not graded in Assignment {manifest.number})")
-    size = target.stat().st_size
-    if size > LARGE_ZIP_BYTES:
+    size, unnamed = target.stat().st_size, bytes_besides_named_files(target, manifest)
+    if unnamed > LARGE_ZIP_BYTES:
+        besides = "" if unnamed == size else f", {_size(unnamed)} of it besides the files the assignment names"
         lines.append(
-            f"warning: {target.name} is {_size(size)}; a submission is usually well under 1 MiB. "
+            f"warning: {target.name} is {_size(size)}{besides}; a submission is usually well under 1 MiB. "
             "Look for checkpoints or data in the list above and move them out of the folders you submit."
         )
     return lines
+
+
+def bytes_besides_named_files(target: Path, manifest: Manifest) -> int:
+    """The compressed bytes of the zip's entries that the manifest does not name (a competition's weights may be large)."""
+    named = {entry.path for entry in manifest.submission if not entry.path.endswith("/")}
+    with zipfile.ZipFile(target) as archive:
+        return sum(info.compress_size for info in archive.infolist() if info.filename not in named)
 
 
 def public_test_lines(target: Path, root: Path) -> list[str]:

@@ -31,6 +31,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import os
+import pickle
 import selectors
 import shutil
 import signal
@@ -313,18 +314,21 @@ def _worker_main(package_root: Path, scratch: Path, limits: dict, requests: int,
 
 
 class PackageFinder(importlib.abc.MetaPathFinder):
-    """Finds the top-level package ``dlvc`` in the submission's folder, and nothing else there.
+    """Finds the top-level packages ``dlvc`` and ``notebooks`` in the submission's folder, and nothing else there.
 
-    The folder is not put on ``sys.path``, so a ``torch.py``, ``json.py`` or
-    ``sitecustomize.py`` beside the package shadows nothing; ``dlvc``'s own modules
-    are found through the package's ``__path__`` as usual.
+    ``notebooks`` holds the definitions the grader took from the submitted notebooks
+    (:mod:`dlvc.course.notebook`). The folder is not put on ``sys.path``, so a
+    ``torch.py``, ``json.py`` or ``sitecustomize.py`` beside the packages shadows
+    nothing; their own modules are found through the packages' ``__path__`` as usual.
     """
+
+    PACKAGES = ("dlvc", "notebooks")
 
     def __init__(self, package_root: Path):
         self.package_root = str(package_root)
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "dlvc":
+        if fullname not in self.PACKAGES:
             return None
         return importlib.machinery.PathFinder.find_spec(fullname, [self.package_root])
 
@@ -739,6 +743,72 @@ PROBES = {
     "transfer_net": transfer_net,
     "fine_tuning_step": fine_tuning_step,
 }
+
+
+# ----- the class competition (dlvc leaderboard): a submission's saved model on the grader's images --------
+
+
+class SavedModelPredictor:
+    """The student's own PSPNet with the weights of their competition entry, in eval mode: images in, labels out.
+
+    Built in the worker, so ``dlvc`` is the student's package: ``PSPNet(**config)`` of
+    their ``dlvc.models.pspnet``, the weights read with ``torch.load(...,
+    weights_only=True)`` (tensors and plain containers, never code) and loaded with
+    ``load_state_dict`` (every key and shape must match). The grader checks the labels
+    that come back again and scores them itself.
+
+    Args:
+        config: the keyword arguments of ``PSPNet`` that the entry's model.json names
+            (``arch``, ``num_classes`` and maybe the decoder's widths), checked by the grader.
+        weights: the weights file, relative to the folder holding the student's ``dlvc/``.
+    """
+
+    def __init__(self, config: dict, weights: str):
+        import dlvc
+        from dlvc.models.pspnet import PSPNet
+
+        self.num_classes = num_classes = config["num_classes"]
+        arch = config["arch"]
+        self.model = PSPNet(**config)
+        try:
+            state = torch.load(Path(dlvc.__file__).resolve().parents[1] / weights, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(f"{weights} holds more than tensors, which is not loaded: save model.state_dict() ({first_line})") from None
+        if not isinstance(state, dict):
+            raise TypeError(f"{weights}: expected a state dict, as torch.save(model.state_dict(), path) writes it; got a {type(state).__name__}")
+        _check_state_keys(state, self.model.state_dict(), f"{weights} for PSPNet({num_classes}, {arch!r})")
+        self.model.load_state_dict(state)
+        self.model.eval()
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float images -> (B, H, W) uint8 labels, the argmax of the logits over K."""
+        logits = self.model(images)
+        expected = (images.shape[0], self.num_classes, *images.shape[-2:])
+        if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or tuple(logits.shape) != expected:
+            shown = f"{str(logits.dtype).removeprefix('torch.')} {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"the model returned {shown} for images {tuple(images.shape)}; expected float logits {expected}")
+        finite = torch.isfinite(logits).all(dim=1)  # (B, K, H, W) -> (B, H, W)
+        if not finite.all():
+            raise ValueError(f"the model's logits are NaN or infinite at {int((~finite).sum())} of {finite.numel()} pixels")
+        return logits.argmax(dim=1).to(torch.uint8)  # (B, K, H, W) -> (B, H, W)
+
+
+def _check_state_keys(state: dict, expected: dict, what: str) -> None:
+    """ValueError naming the first missing and unexpected keys when ``state`` does not have ``expected``'s keys."""
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    if not missing and not unexpected:
+        return
+    hint = " (a DeepSegmenter's keys: save model.net.state_dict())" if unexpected and all(str(key).startswith("net.") for key in state) else ""
+    raise ValueError(
+        f"{what}: {len(missing)} of the {len(expected)} keys of the model's state dict are missing (first: {missing[:3]}), "
+        f"{len(unexpected)} keys are unexpected (first: {[str(key) for key in unexpected[:3]]}){hint}"
+    )
+
+
+PROBES["SavedModelPredictor"] = SavedModelPredictor
 
 
 if __name__ == "__main__":

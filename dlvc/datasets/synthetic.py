@@ -33,13 +33,18 @@ from PIL import Image
 from ..constants import IGNORE_INDEX
 from .cityscapes import CITYSCAPES_CLASSES
 from .common import PairedTransform, SegmentationDataset
-from .oxfordpets import OFFICIAL_SPLITS, PETS_CLASSES
+from .oxfordpets import PETS_CLASSES
+from .species import SPECIES_CLASSES, species_labels
 from .voc import VOC_CLASSES, voc_palette
 
 SPLITS = ("train", "val")
-DEFAULT_NUM_SAMPLES = {"train": 1000, "val": 200}
+DEFAULT_NUM_SAMPLES = {"train": 1000, "val": 200, "test": 200}
 
 PET, BACKGROUND, BORDER = 0, 1, 2
+SPECIES = ("cat", "dog")
+BODY_LENGTHS = {None: (0.16, 0.27), "cat": (0.15, 0.22), "dog": (0.20, 0.28)}
+"""Range of a pet's body length, as a share of the image's side, by species."""
+"""The species a synthetic pet may be drawn as, in the order of Oxford-IIIT Pet's binary category (0 cat, 1 dog)."""
 MIN_CONTRAST = 70.0
 """Least RGB distance between a pet's fur colour and its background's base colours."""
 
@@ -137,9 +142,13 @@ def _finish(rng, canvas: np.ndarray, noise: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------
 
 
-def _pet_silhouette(rng, ys, xs, size: int) -> np.ndarray:
-    """(H, W) bool: a body with a head, two ears, four legs and a tail in a random pose."""
-    body_length = rng.uniform(0.16, 0.27) * size
+def _pet_silhouette(rng, ys, xs, size: int, species: str | None = None) -> np.ndarray:
+    """(H, W) bool: a body with a head, two ears, four legs and a tail in a random pose.
+
+    A dog is larger and its ears hang; a cat is smaller and its ears stand up, as do
+    those of a pet of no given species.
+    """
+    body_length = rng.uniform(*BODY_LENGTHS[species]) * size
     body_width = body_length * rng.uniform(0.5, 0.8)
     centre = rng.uniform(0.3, 0.7, size=2) * size
     angle = rng.uniform(0, 2 * np.pi)
@@ -152,8 +161,12 @@ def _pet_silhouette(rng, ys, xs, size: int) -> np.ndarray:
     shape |= _wobbly_ellipse(rng, ys, xs, head_centre, (head_radius, head_radius * 0.9), angle, wobble=0.08)
     for ear_side in (-1, 1):
         base = head_centre + side * ear_side * head_radius * 0.6
-        tip = base + (axis * 0.7 + side * ear_side * 0.5) * head_radius * rng.uniform(0.8, 1.4)
-        shape |= _capsule(ys, xs, base, tip, head_radius * rng.uniform(0.25, 0.35))
+        if species == "dog":  # broad ears that hang back along the head
+            tip = base + (side * ear_side * 0.6 - axis * 0.8) * head_radius * rng.uniform(1.0, 1.4)
+            shape |= _capsule(ys, xs, base, tip, head_radius * rng.uniform(0.35, 0.45))
+        else:  # pointed ears that stand up
+            tip = base + (axis * 0.7 + side * ear_side * 0.5) * head_radius * rng.uniform(0.8, 1.4)
+            shape |= _capsule(ys, xs, base, tip, head_radius * rng.uniform(0.25, 0.35))
 
     leg_radius = max(1.2, body_width * rng.uniform(0.18, 0.26))
     for along in (-0.6, 0.6):
@@ -191,42 +204,54 @@ def _cluttered_background(rng, ys, xs, size: int, colours: np.ndarray) -> np.nda
     return canvas + grain
 
 
-def _pet_fur(rng, ys, xs, size: int, avoid: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float: a smooth fur colour, shaded, with soft patches.
+def _pet_fur(rng, ys, xs, size: int, avoid: np.ndarray, species: str | None = None) -> np.ndarray:
+    """(H, W, 3) float: a smooth fur colour, shaded, with soft patches; a dog's warm, a cat's cool and striped.
 
     The fur colour keeps a distance of ``MIN_CONTRAST`` from each of the ``avoid``
     colours (N, 3), so that the outline stays visible against the background.
     """
     height, width = ys.shape
     candidates = _random_colour(rng, 16)
+    if species is not None:  # a dog's fur is warm (red >= green >= blue), a cat's cool (blue >= green >= red)
+        candidates = np.sort(candidates, axis=1)[:, ::-1] if species == "dog" else np.sort(candidates, axis=1)
     distances = np.linalg.norm(candidates[:, None] - avoid[None], axis=2).min(axis=1)  # (16, N, 3) -> (16,)
     far_enough = distances >= MIN_CONTRAST
     base = candidates[np.argmax(far_enough) if far_enough.any() else np.argmax(distances)]
     patch = _random_colour(rng)[0]
     patches = _smooth_noise(rng, height, width, cells=4) > rng.uniform(0.55, 0.8)
     fur = np.where(patches, 0.6 * patch + 0.4 * base, base)
+    if species == "cat":  # tabby stripes, a few pixels apart
+        across = rng.uniform(0, np.pi)
+        period = rng.uniform(4.0, 7.0)
+        stripes = np.sin(2 * np.pi * (ys * np.sin(across) + xs * np.cos(across)) / period) > 0.2
+        fur = np.where(stripes[..., None], 0.5 * fur, fur)
     direction = rng.uniform(-1, 1, size=2)
     shading = 1.0 + 0.25 * ((ys - size / 2) * direction[0] + (xs - size / 2) * direction[1]) / size
     return fur * shading[..., None]
 
 
-def generate_pet(rng: np.random.Generator, image_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def generate_pet(rng: np.random.Generator, image_size: int = 64, species: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Draw one synthetic pet.
 
     Args:
         rng: the random generator that decides everything.
         image_size: side of the square image in pixels.
+        species: ``"cat"`` (striped fur, ears that stand up), ``"dog"`` (hanging
+            ears, no stripes), or None for a pet of neither kind (the ears stand up,
+            no stripes).
 
     Returns:
         uint8 ``(3, image_size, image_size)`` image and uint8 ``(image_size, image_size)``
         trimap labels (0 pet, 1 background, 2 border).
     """
     size = _check_square_size(image_size)
+    if species not in (None, *SPECIES):
+        raise ValueError(f"species: expected None or one of {SPECIES}, got {species!r}")
     ys, xs = _grid(size, size)
-    shape = _pet_silhouette(rng, ys, xs, size)
+    shape = _pet_silhouette(rng, ys, xs, size, species)
     background_colours = _random_colour(rng, 3)
     canvas = _cluttered_background(rng, ys, xs, size, background_colours)
-    canvas[shape] = _pet_fur(rng, ys, xs, size, background_colours)[shape]
+    canvas[shape] = _pet_fur(rng, ys, xs, size, background_colours, species)[shape]
     labels = np.full((size, size), BACKGROUND, dtype=np.uint8)
     labels[_dilate(shape)] = BORDER
     labels[_erode(shape)] = PET
@@ -359,10 +384,11 @@ class _SyntheticSegmentation(SegmentationDataset):
     classes_seg: tuple = ()
     stream = 0
     default_size: int | tuple[int, int] = 64
+    splits = SPLITS
 
     def __init__(self, split: str, num_samples: int | None, image_size, seed: int, transforms: PairedTransform | None):
-        if split not in SPLITS:
-            raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+        if split not in self.splits:
+            raise ValueError(f"split: expected one of {self.splits}, got {split!r}")
         if num_samples is None:
             num_samples = DEFAULT_NUM_SAMPLES[split]
         if not isinstance(num_samples, int) or num_samples < 1:
@@ -393,7 +419,7 @@ class _SyntheticSegmentation(SegmentationDataset):
             raise IndexError(f"index: expected an int in [0, {self.num_samples}), got {index}")
         index %= self.num_samples
         if index not in self._cache:
-            rng = np.random.default_rng([self.seed, self.stream, SPLITS.index(self.split), index])
+            rng = np.random.default_rng([self.seed, self.stream, self.splits.index(self.split), index])
             self._cache[index] = self.draw(rng)
         image, labels = self._cache[index]
         return torch.from_numpy(image.copy()), torch.from_numpy(labels).to(torch.int64)
@@ -418,6 +444,35 @@ class SyntheticPets(_SyntheticSegmentation):
 
     def draw(self, rng):
         return generate_pet(rng, self.image_size)
+
+
+class SyntheticPetSpecies(_SyntheticSegmentation):
+    """Procedural cats and dogs with the species labels of :mod:`~dlvc.datasets.species`: 0 background, 1 cat, 2 dog.
+
+    The pets of :class:`SyntheticPets`, each drawn as a cat (striped fur, ears that
+    stand up) or a dog (hanging ears), half and half at random; the border band
+    around the outline is ``IGNORE_INDEX``.
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"``; the three draw different samples.
+        num_samples: number of samples (default 1000 for train, 200 for val and test).
+        image_size: side of the square images in pixels.
+        seed: picks the whole dataset; sample ``i`` depends on ``(seed, split, i)`` only.
+        transforms: paired transform ``(Image, Mask) -> (Image, Mask)``, or None.
+    """
+
+    classes_seg = SPECIES_CLASSES
+    stream = 4
+    splits = ("train", "val", "test")
+
+    def __init__(self, split="train", num_samples=None, image_size=64, seed=0, transforms=None):
+        super().__init__(split, num_samples, _check_square_size(image_size), seed, transforms)
+
+    def draw(self, rng):
+        is_dog = int(rng.integers(2))
+        image, trimap = generate_pet(rng, self.image_size, SPECIES[is_dog])
+        labels = species_labels(torch.from_numpy(trimap).to(torch.int64), is_dog)
+        return image, labels.to(torch.uint8).numpy()
 
 
 class SyntheticCity(_SyntheticSegmentation):
@@ -491,13 +546,19 @@ def _samples(dataset_class, split: str, count: int, image_size, seed: int):
         yield index, image.numpy(), mask.numpy().astype(np.uint8)
 
 
-def write_oxford_pets_tree(root, num_train: int, num_val: int, image_size: int = 64, seed: int = 0) -> Path:
-    """Write :class:`SyntheticPets` samples in the Oxford-IIIT Pet layout under ``root``.
+def write_oxford_pets_tree(root, num_train: int, num_val: int, image_size: int = 64, seed: int = 0, species: bool = False) -> Path:
+    """Write synthetic pets in the Oxford-IIIT Pet layout under ``root``.
 
     Writes ``oxford-iiit-pet/images/<breed>_<n>.jpg``, trimaps with 1 pet, 2
     background, 3 border in ``annotations/trimaps/<breed>_<n>.png``, and the
-    ``annotations/trainval.txt`` (train) and ``test.txt`` (val) lists in the
-    official line format, in sample order.
+    ``annotations/trainval.txt`` (train) and ``test.txt`` (val; with ``species``,
+    the test split) lists in the official line format, in sample order.
+
+    Args:
+        species: write :class:`SyntheticPetSpecies` samples, each listed under a breed
+            of its species, so that the binary category can be seen in the image (the
+            synthetic twin of :class:`~dlvc.datasets.species.PetSpecies`); without it,
+            :class:`SyntheticPets` samples under breeds taken in turn.
 
     Returns:
         ``root`` as a Path.
@@ -506,17 +567,25 @@ def write_oxford_pets_tree(root, num_train: int, num_val: int, image_size: int =
     root = Path(root)
     base = root / "oxford-iiit-pet"
     number = 0
-    for split, count in (("train", num_train), ("val", num_val)):
+    held_out = "test" if species else "val"  # the species twin's test list holds its test split
+    for split, count, listed in (("train", num_train, "trainval"), (held_out, num_val, "test")):
         lines = []
-        for index, image, labels in _samples(SyntheticPets, split, count, image_size, seed):
+        for index, image, labels in _samples(SyntheticPetSpecies if species else SyntheticPets, split, count, image_size, seed):
             number += 1
-            breed, class_id, species, breed_id = PET_BREEDS[index % len(PET_BREEDS)]
+            if species:
+                pet = (labels == SPECIES_CLASSES[1].id) | (labels == SPECIES_CLASSES[2].id)
+                dog = bool((labels == SPECIES_CLASSES[2].id).any())
+                breeds = [entry for entry in PET_BREEDS if entry[2] == 1 + dog]
+                breed, class_id, pet_species, breed_id = breeds[index % len(breeds)]
+                labels = np.where(pet, PET, np.where(labels == IGNORE_INDEX, BORDER, BACKGROUND)).astype(np.uint8)
+            else:
+                breed, class_id, pet_species, breed_id = PET_BREEDS[index % len(PET_BREEDS)]
             name = f"{breed}_{number}"
             _save(image, base / "images" / f"{name}.jpg", quality=95)
             _save(labels + 1, base / "annotations" / "trimaps" / f"{name}.png")
-            lines.append(f"{name} {class_id} {species} {breed_id}\n")
+            lines.append(f"{name} {class_id} {pet_species} {breed_id}\n")
         (base / "annotations").mkdir(parents=True, exist_ok=True)
-        (base / "annotations" / f"{OFFICIAL_SPLITS[split]}.txt").write_text("".join(lines))
+        (base / "annotations" / f"{listed}.txt").write_text("".join(lines))
     return root
 
 

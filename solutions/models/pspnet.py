@@ -317,16 +317,32 @@ class PSPNet(nn.Module):
         pretrained_backbone: start the encoder from ImageNet weights in the torch hub
             cache (``$TORCH_HOME/hub/checkpoints/``); the error says which file to put where.
         download: allow downloading those weights when they are not cached.
+        decoder_channels: channels of the decoder's bottleneck and fusion (the paper's 512).
+        upsampling_channels: output channels of each upsampling stage; narrower ones
+            train much faster on a CPU, at small images.
 
     ``model.encoder.freeze()`` trains the decoder and head only.
     """
 
-    def __init__(self, num_classes: int, arch: str = "resnet50", pretrained_backbone: bool = False, download: bool = False):
+    def __init__(
+        self,
+        num_classes: int,
+        arch: str = "resnet50",
+        pretrained_backbone: bool = False,
+        download: bool = False,
+        decoder_channels: int = PSPNET_CONFIG["decoder_channels"],
+        upsampling_channels: tuple[int, ...] = PSPNET_CONFIG["upsampling_channels"],
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
         self.encoder = PSPEncoder(arch, pretrained=pretrained_backbone, download=download)
-        self.decoder = PSPDecoder(self.encoder.main_channels, self.encoder.supplementary_channels)
+        self.decoder = PSPDecoder(
+            self.encoder.main_channels,
+            self.encoder.supplementary_channels,
+            decoder_channels=decoder_channels,
+            upsampling_channels=tuple(upsampling_channels),
+        )
         self.head = nn.Sequential(nn.Dropout2d(PSPNET_CONFIG["dropout"]), nn.Conv2d(self.decoder.out_channels, num_classes, kernel_size=1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
