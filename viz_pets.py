@@ -16,13 +16,13 @@ import torch
 
 from dlvc import viz
 from dlvc.errors import BAD_FLAGS, MISSING_FILE, InputError, checking_input, exit_on_input_error
-from dlvc.experiment import build_datasets, build_model, select_device
+from dlvc.experiment import build_datasets, build_model, positive_int, select_device
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="model_best.pt, model_last.pt, checkpoint.pt, or a run folder (uses model_best.pt)")
-    parser.add_argument("--num-samples", type=int, default=8, help="validation samples to draw (default: %(default)s)")
+    parser.add_argument("--num-samples", type=positive_int, default=8, help="validation samples to draw (default: %(default)s)")
     parser.add_argument("--first", type=int, default=0, help="index of the first validation sample (default: %(default)s)")
     parser.add_argument("--data-root", type=Path, default=None, help="folder holding the dataset (default: the run's)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: %(default)s)")
@@ -46,8 +46,6 @@ def main(args: argparse.Namespace) -> Path:
     weights = args.checkpoint / "model_best.pt" if args.checkpoint.is_dir() else args.checkpoint
     if not weights.is_file():
         raise InputError(f"--checkpoint: no file at {weights}", MISSING_FILE)
-    if args.num_samples < 1:
-        raise InputError(f"--num-samples: expected at least 1, got {args.num_samples}", BAD_FLAGS)
     config = load_run_config(weights)
     config.download = False
     config.pretrained_backbone = False  # the trained weights replace them anyway

@@ -127,6 +127,12 @@ def test_viz_pets_py_without_the_checkpoint_names_the_file(tmp_path):
     assert_ends_with_error(result, "viz_pets.py", 1, "--checkpoint: no file at")
 
 
+def test_viz_pets_py_refuses_fewer_than_one_sample(capsys):
+    with pytest.raises(SystemExit) as raised:
+        import_script("viz_pets").parse_args(["--checkpoint", "runs/demo", "--num-samples", "0"])
+    assert raised.value.code == BAD_FLAGS and "--num-samples: expected a positive int, got 0" in capsys.readouterr().err
+
+
 def test_viz_pets_py_refuses_a_first_sample_past_the_validation_split(tmp_path):
     config = {"dataset": "synthetic-pets", "data_root": "data", "image_size": 32, "augment": False, "train_samples": 4, "val_samples": 4}
     (tmp_path / "config.json").write_text(json.dumps(config))

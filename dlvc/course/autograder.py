@@ -11,7 +11,7 @@ student's upload unpacked in ``/autograder/submission``. The zip holds
   index) and ``requirements.txt`` (the other pinned libraries and pytest), both
   written from this repository's ``pyproject.toml``;
 - the grader: ``dlvc/`` with ``solutions/`` (the reference build), the assignment's
-  manifest, ``tests/conftest.py`` and the hidden suite ``tests/hidden/assignment<N>/``
+  manifest and solution notebooks, ``tests/conftest.py`` and the hidden suite ``tests/hidden/assignment<N>/``
   without its mutants, and ``pyproject.toml`` for pytest's settings.
 
 ``run_autograder`` grades the one submission with ``dlvc grade`` (the same grader,
@@ -80,6 +80,8 @@ def build_autograder(assignment: int, out: Path, root: Path = REPOSITORY_ROOT) -
             shutil.copyfile(root / relative, tree / relative)
         (tree / manifest.path.parent.relative_to(root)).mkdir(parents=True)
         shutil.copyfile(manifest.path, tree / manifest.path.relative_to(root))
+        for relative in manifest.notebooks:  # the solution notebook: the reference of its graded tests
+            shutil.copyfile(root / relative, tree / relative)
         torch_pins, other_pins = requirements(root)
         (tree / "requirements-torch.txt").write_text("\n".join(torch_pins) + "\n")
         (tree / "requirements.txt").write_text("\n".join(other_pins) + "\n")

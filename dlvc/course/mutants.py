@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from .notebook import NOTEBOOKS_PACKAGE, read_notebook
+from .notebook import CELL_HEADER, NOTEBOOKS_PACKAGE, read_notebook
 
 HEADER_FIELDS = ("Mistake", "Part", "TODO", "Public")
 HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
@@ -141,10 +141,24 @@ def _patched(mutant: Mutant, text: str, where: str, hunks=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _within_a_cell(hunk: tuple[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A hunk of the definitions without the context lines at its ends that lie between cells (blank, ``# cell N``)."""
+    old, new = list(hunk[0]), list(hunk[1])
+    while old and new and old[-1] == new[-1] and _between_cells(old[-1]):
+        old.pop(), new.pop()
+    while old and new and old[0] == new[0] and _between_cells(old[0]):
+        old.pop(0), new.pop(0)
+    return tuple(old), tuple(new)
+
+
+def _between_cells(line: str) -> bool:
+    return not line.strip() or CELL_HEADER.match(line) is not None
+
+
 def _patch_notebook(mutant: Mutant, path: Path) -> None:
     """Apply each hunk to the one code cell of the notebook at ``path`` that holds its old lines."""
     notebook = read_notebook(path)
-    for old, new in mutant.hunks:
+    for old, new in map(_within_a_cell, mutant.hunks):
         cells = [cell for cell in notebook.cells if cell.cell_type == "code" and "\n".join(old) in cell.source]
         if len(cells) != 1:
             raise MutantError(f"mutant {mutant.name}: a hunk fits {len(cells)} code cells of {path}, expected one; update the mutant")

@@ -20,6 +20,7 @@ In a graded submission the module lies beside the package as
 """
 
 import ast
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -28,6 +29,8 @@ import nbformat
 NOTEBOOKS_PACKAGE = "notebooks"
 """The package a graded notebook's module lies in, beside ``dlvc`` in a graded submission."""
 NOTEBOOK_VERSION = 4
+CELL_HEADER = re.compile(r"^# cell \d+$")
+"""The comment :func:`notebook_definitions` writes above the definitions of each cell."""
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 """The folder holding the ``dlvc/`` this module belongs to."""
 

@@ -3,7 +3,7 @@
 The grader takes the imports, functions, classes and constants of the submitted
 notebook's code cells (``notebooks/species.py`` beside the package, see
 :mod:`dlvc.course.notebook`) and calls ``count_pixels`` and ``hardest_images`` in a
-sandboxed worker on random masks and predictions drawn for this grading run; their
+sandboxed worker on random masks and per-image scores drawn for this grading run; their
 results must equal those of the solution notebook's functions.
 """
 
@@ -37,15 +37,12 @@ def random_masks(rng: torch.Generator, classes: int) -> list[torch.Tensor]:
     return masks
 
 
-def random_batch(rng: torch.Generator, empty_images: int = 0):
-    """Predicted labels and int64 targets (B, H, W) of a batch with ties, a fifth of the targets 255; C."""
-    batch, classes, size = draw(rng, 6, 10), draw(rng, 2, 4), draw(rng, 3, 5)
-    target = torch.randint(0, classes, (batch, size, size), generator=rng)
-    target[torch.rand(target.shape, generator=rng) < 0.2] = IGNORE_INDEX
-    target[:empty_images] = IGNORE_INDEX
-    prediction = torch.randint(0, classes, (batch, size, size), generator=rng)
-    order = torch.randperm(batch, generator=rng)
-    return prediction[order], target[order], classes
+def random_scores(rng: torch.Generator, unscored: int = 0) -> torch.Tensor:
+    """Float64 (B,) scores of six to ten images, with ties, ``unscored`` of them NaN at random places."""
+    batch = draw(rng, 6, 10)
+    scores = torch.randint(0, 4, (batch,), generator=rng).to(torch.float64) / 4
+    scores[torch.randperm(batch, generator=rng)[:unscored]] = float("nan")
+    return scores
 
 
 def expect_the_reference_counts(worker, masks: list[torch.Tensor], classes: int) -> None:
@@ -55,10 +52,10 @@ def expect_the_reference_counts(worker, masks: list[torch.Tensor], classes: int)
     expect_tensor(got, REFERENCE.count_pixels(pairs, classes), what)
 
 
-def expect_the_reference_hardest(worker, prediction, target, classes: int, k: int, note: str = "") -> None:
-    got = worker.call(f"{STUDENT}:hardest_images", prediction, target, classes, k)
-    what = describe_call("hardest_images", (prediction, target, classes, k)) + note
-    expected = REFERENCE.hardest_images(prediction, target, classes, k)
+def expect_the_reference_hardest(worker, scores: torch.Tensor, k: int, note: str = "") -> None:
+    got = worker.call(f"{STUDENT}:hardest_images", scores, k)
+    what = describe_call("hardest_images", (scores, k)) + note
+    expected = REFERENCE.hardest_images(scores, k)
     if not isinstance(got, torch.Tensor):
         fail(f"{what}: expected an int64 tensor of image indices, got {type(got).__name__}")
     if got.shape != expected.shape:
@@ -80,14 +77,14 @@ def test_count_pixels_gives_zero_for_a_class_no_mask_holds(worker, rng):
 
 
 @pytest.mark.graded(part="species_notebook", points=0.5)
-def test_hardest_images_come_lowest_macro_iou_first(worker, rng):
-    """hardest_images gives the k images of lowest per-image macro IoU, lowest first, ties in index order"""
-    prediction, target, classes = random_batch(rng)
-    expect_the_reference_hardest(worker, prediction, target, classes, k=draw(rng, 2, 4))
+def test_hardest_images_come_lowest_score_first(worker, rng):
+    """hardest_images gives the k images of lowest score, lowest first, ties in index order"""
+    scores = random_scores(rng)
+    expect_the_reference_hardest(worker, scores, k=draw(rng, 2, 4), note=" (some scores are equal)")
 
 
 @pytest.mark.graded(part="species_notebook", points=0.5)
-def test_hardest_images_never_hold_an_image_without_labels(worker, rng):
-    """hardest_images leaves out the images without a labelled pixel, also when k asks for more"""
-    prediction, target, classes = random_batch(rng, empty_images=2)
-    expect_the_reference_hardest(worker, prediction, target, classes, k=len(prediction), note=" (two images are all 255)")
+def test_hardest_images_never_hold_an_image_without_a_score(worker, rng):
+    """hardest_images leaves out the images whose score is NaN, also when k asks for more"""
+    scores = random_scores(rng, unscored=2)
+    expect_the_reference_hardest(worker, scores, k=len(scores), note=" (two scores are NaN)")
