@@ -38,7 +38,7 @@ from dlvc.course.mutants import apply_mutant, load_mutants
 from dlvc.course.handout import handout_name
 from dlvc.course.sandbox import bwrap_problem, choose_isolation
 from dlvc.course.notebook import read_notebook
-from dlvc.course.stubs import copy_package, fill_in, graded_notebooks, make_student_notebook
+from dlvc.course.stubs import copy_package, fill_in, make_student_notebook
 from dlvc.course.submit import clean_environment
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
@@ -374,7 +374,7 @@ def round_trip(archive: Path, assignment: int, base: Path, submissions: Path) ->
     for group in ("handout", "filled"):
         if group == "filled":
             fill_in(folder / "dlvc", REPOSITORY_ROOT)
-            for relative in graded_notebooks(REPOSITORY_ROOT):
+            for relative in load_manifest(assignment).notebooks:
                 nbformat.write(make_student_notebook(read_notebook(REPOSITORY_ROOT / relative), relative, only=set()), folder / relative)
         command = [sys.executable, "-m", "dlvc.course.cli", "submit", "--group", group, "--report", str(report), "--out", str(submissions)]
         command += ["--no-tests"] if group == "handout" else []

@@ -231,7 +231,7 @@ def test_every_entry_records_the_split_it_was_scored_on(competition):
 def student(tmp_path) -> Path:
     """A student's folder for Assignment 3: the package, the assignment's manifest, a report, a competition entry."""
     folder = copy_package(REPOSITORY_ROOT, tmp_path / "dlvc-assignment3")
-    shutil.copytree(REPOSITORY_ROOT / "assignments" / "assignment3", folder / "assignments" / "assignment3", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(REPOSITORY_ROOT / "assignments" / "assignment3", folder / "assignments" / "assignment3", ignore=shutil.ignore_patterns(".ipynb_checkpoints"), dirs_exist_ok=True)
     (folder / "report.pdf").write_bytes(PDF)
     (folder / "competition").mkdir()
     (folder / ENTRY_FILES[0]).write_text(json.dumps({"model": "pspnet", "arch": ARCH, "num_classes": 3}))

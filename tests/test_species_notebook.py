@@ -7,7 +7,7 @@ the target it states; the student notebook runs with small settings, so that it
 gets to its stubs in seconds.
 """
 
-import json
+import copy
 from pathlib import Path
 
 import nbformat
@@ -31,7 +31,7 @@ CELL_SECONDS = 1200
 
 def execute(notebook: nbformat.NotebookNode, folder: Path, settings: str = "") -> nbformat.NotebookNode:
     """Run ``notebook`` in ``folder``, with ``settings`` as a cell after its parameters; the executed notebook."""
-    notebook = nbformat.from_dict(json.loads(nbformat.writes(notebook)))
+    notebook = copy.deepcopy(notebook)
     if settings:
         parameters = next(index for index, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
         notebook.cells.insert(parameters + 1, nbformat.v4.new_code_cell(settings))
