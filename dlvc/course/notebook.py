@@ -100,10 +100,16 @@ def _statement_lines(lines: list[str], node: ast.stmt) -> str:
 
 def write_notebook_module(notebook: nbformat.NotebookNode, name: str, package_root: str | Path) -> Path:
     """Write the definitions of ``notebook`` as ``package_root/notebooks/<name>.py``; returns that file."""
+    target = _module_file(package_root, name)
+    target.write_text(notebook_definitions(notebook))
+    return target
+
+
+def _module_file(package_root: str | Path, name: str) -> Path:
+    """``package_root/notebooks/<name>.py``, its package folder created."""
     target = Path(package_root) / NOTEBOOKS_PACKAGE / f"{name}.py"
     target.parent.mkdir(parents=True, exist_ok=True)
     (target.parent / "__init__.py").touch()
-    target.write_text(notebook_definitions(notebook))
     return target
 
 
@@ -120,10 +126,7 @@ def write_submitted_notebook_module(package_root: str | Path, notebook_path: str
         return None
     except ValueError as error:
         problem = f"the submission holds no {notebook_path}" if not (Path(package_root) / notebook_path).is_file() else str(error)
-    target = Path(package_root) / NOTEBOOKS_PACKAGE / f"{name}.py"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    (target.parent / "__init__.py").touch()
-    target.write_text(f"raise ImportError({problem!r})\n")
+    _module_file(package_root, name).write_text(f"raise ImportError({problem!r})\n")
     return f"{problem}: its TODOs score nothing"
 
 
