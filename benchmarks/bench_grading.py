@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dlvc.course import grade
-from dlvc.course.sandbox import choose_isolation
+from dlvc.course.isolation import choose_isolation
 from dlvc.course.stubs import copy_package
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]

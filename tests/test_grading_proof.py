@@ -36,7 +36,7 @@ import pytest
 from dlvc.course.manifest import available_assignments, load_manifest
 from dlvc.course.mutants import apply_mutant, load_mutants
 from dlvc.course.handout import handout_name
-from dlvc.course.sandbox import bwrap_problem, choose_isolation
+from dlvc.course.isolation import bwrap_problem, choose_isolation
 from dlvc.course.notebook import read_notebook
 from dlvc.course.stubs import copy_package, fill_in, make_student_notebook
 from dlvc.course.submit import clean_environment

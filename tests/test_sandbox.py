@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlvc.course.sandbox import Limits, Sandbox, SandboxError, StudentError, WorkerEnded, bwrap_problem, choose_isolation
+from dlvc.course.isolation import SandboxError, bwrap_problem, choose_isolation
+from dlvc.course.sandbox import Limits, Sandbox, StudentError, WorkerEnded
 from dlvc.course.stubs import copy_package
 from dlvc.course.worker import forward_and_gradients
 
@@ -231,7 +232,7 @@ def _cmdline_mentions(pid: str, text: str) -> bool:
 
 
 def test_a_required_sandbox_that_cannot_run_is_an_error(monkeypatch):
-    monkeypatch.setattr("dlvc.course.sandbox._BWRAP_PROBLEM", ["bwrap is not installed"])
+    monkeypatch.setattr("dlvc.course.isolation._BWRAP_PROBLEM", ["bwrap is not installed"])
     with pytest.raises(SandboxError, match="bubblewrap was required"):
         choose_isolation("bwrap")
     isolation, warning = choose_isolation("auto")

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from .manifest import Manifest, ManifestError, load_manifest
 from .notebook import write_submitted_notebook_module
 from .reports import read_results, summary_lines, write_class_reports, write_submission_reports
-from .sandbox import SandboxError, choose_isolation
+from .isolation import SandboxError, choose_isolation
 from .stubs import copy_package
 from .submission import SubmissionError, find_package_root, stage, submission_name
 from .verdicts import GradedTest, SubmissionResult, Verdict, missing_verdict

@@ -46,7 +46,8 @@ import pytest
 import torch
 
 from .manifest import ManifestError, load_manifest
-from .sandbox import Limits, Sandbox, SandboxError, WorkerError, choose_isolation
+from .isolation import SandboxError, choose_isolation
+from .sandbox import Limits, Sandbox, WorkerError
 from .stubs import copy_package
 from .verdicts import GradedTest
 
@@ -56,7 +57,7 @@ UNCALIBRATED_SECONDS = 120.0
 VERDICT = pytest.StashKey[dict]()
 """An item's graded test and, once it ran, its outcome."""
 ISOLATION = pytest.StashKey[tuple]()
-"""The run's isolation and the warning that goes with it (see :func:`~dlvc.course.sandbox.choose_isolation`)."""
+"""The run's isolation and the warning that goes with it (see :func:`~dlvc.course.isolation.choose_isolation`)."""
 
 
 class GradingFailure(AssertionError):

@@ -76,7 +76,8 @@ from tqdm.auto import tqdm
 from ..metrics import SegMetrics
 from .grade import REPOSITORY_ROOT, GradeError, find_submissions
 from .reports import RESULTS_NAME, _cell, _write_atomically, read_results
-from .sandbox import Limits, Sandbox, SandboxError, WorkerError, choose_isolation, describe_value
+from .isolation import SandboxError, choose_isolation
+from .sandbox import Limits, Sandbox, WorkerError, describe_value
 from .submission import SubmissionError, stage, submission_name
 from .worker import PROBE_PREFIX
 

@@ -37,14 +37,11 @@ from pathlib import Path
 import torch
 
 from . import wire
+from .isolation import ISOLATIONS, SYSTEM_PATHS, SandboxError, namespace_flags, system_binds
 from .worker import Interpreter
 
 GRADER_FILES = ("worker.py", "wire.py", "confine.py")
 """The grader's files the sandbox sees (at /grader): the fork server and what it imports."""
-SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-ISOLATIONS = ("auto", "bwrap", "process", "in-process")
-SANDBOX_ENV = "DLVC_SANDBOX"
-"""Environment variable choosing the isolation: auto (default), bwrap (required), process."""
 STARTUP_SECONDS = 300.0
 """How long the fork server may take to import torch and the kit's libraries."""
 GRACE_SECONDS = 10.0
@@ -64,10 +61,6 @@ class Limits:
     reply_bytes: int = 256 * 2**20
     file_bytes: int = 256 * 2**20
     scratch_bytes: int = 512 * 2**20
-
-
-class SandboxError(RuntimeError):
-    """The grader could not start or reach its sandbox: a problem of the grading machine, not of the student."""
 
 
 class WorkerError(Exception):
@@ -116,74 +109,6 @@ class WorkerEnded(WorkerError):
         super().__init__(text)
 
 
-def choose_isolation(requested: str | None = None) -> tuple[str, str | None]:
-    """The isolation to use and a warning to print (or None).
-
-    ``requested`` (or ``$DLVC_SANDBOX``): ``auto`` takes bubblewrap where it works and
-    plain processes otherwise; ``bwrap`` insists on bubblewrap; ``process`` never uses it.
-    """
-    requested = requested or os.environ.get(SANDBOX_ENV) or "auto"
-    if requested not in ISOLATIONS:
-        raise ValueError(f"isolation: expected one of {', '.join(ISOLATIONS)}, got {requested!r}")
-    if requested in ("process", "in-process"):
-        return requested, None if requested == "in-process" else _process_warning("plain processes were asked for")
-    problem = bwrap_problem()
-    if problem is None:
-        return "bwrap", None
-    if requested == "bwrap":
-        raise SandboxError(f"bubblewrap was required ({SANDBOX_ENV}=bwrap or --isolation bwrap) but {problem}")
-    return "process", _process_warning(problem)
-
-
-def _process_warning(why: str) -> str:
-    return (
-        f"warning: student code runs in plain worker processes ({why}): time, memory, process and output limits "
-        "hold, but it can read what your user can read and write where your user can write. "
-        "Install bubblewrap for the sandbox: sudo apt-get install bubblewrap"
-    )
-
-
-_BWRAP_PROBLEM: list[str | None] = []
-
-
-def bwrap_problem() -> str | None:
-    """Why bubblewrap cannot be used here, or None when a test sandbox started fine (cached)."""
-    if not _BWRAP_PROBLEM:
-        _BWRAP_PROBLEM.append(_probe_bwrap())
-    return _BWRAP_PROBLEM[0]
-
-
-def _probe_bwrap() -> str | None:
-    executable = shutil.which("bwrap")
-    if executable is None:
-        return "bubblewrap (bwrap) is not installed"
-    command = [executable, *_namespace_flags(), *_system_binds(), "--proc", "/proc", "--dev", "/dev", "true"]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"bwrap could not be started ({error})"
-    if result.returncode != 0:
-        return f"bwrap cannot create its namespaces here ({result.stderr.strip() or result.returncode})"
-    return None
-
-
-def _namespace_flags() -> list[str]:
-    flags = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]
-    if os.geteuid() == 0:
-        flags += ["--cap-drop", "ALL"]
-    return flags
-
-
-def _system_binds() -> list[str]:
-    binds = []
-    for path in SYSTEM_PATHS:
-        if os.path.islink(path):
-            binds += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            binds += ["--ro-bind", path, path]
-    return binds
-
-
 def bwrap_command(package_root: Path, scratch_bytes: int, hidden: tuple[Path, ...] = ()) -> list[str]:
     """The command that starts the fork server in a bubblewrap sandbox.
 
@@ -198,7 +123,7 @@ def bwrap_command(package_root: Path, scratch_bytes: int, hidden: tuple[Path, ..
         for root in python_roots:
             if _inside(folder.resolve(), root):
                 raise SandboxError(f"{folder} lies inside the Python installation {root}, which the sandbox must see; move it")
-    command = [shutil.which("bwrap") or "bwrap", *_namespace_flags(), "--as-pid-1", *_system_binds()]
+    command = [shutil.which("bwrap") or "bwrap", *namespace_flags(), "--as-pid-1", *system_binds()]
     # The scratch tmpfs comes before the binds below, so that a Python installed under /tmp stays visible.
     command += ["--size", str(scratch_bytes), "--tmpfs", "/tmp"]
     bound = [Path(path) for path in SYSTEM_PATHS if os.path.isdir(path) and not os.path.islink(path)]
