@@ -32,7 +32,8 @@ def pytest_addoption(parser):
     )
     group = parser.getgroup("dlvc grading", "the graded suites in tests/hidden (see dlvc/course/graded.py)")
     group.addoption("--grading-seed", type=int, default=None, help="seed of every random input (default: a new one)")
-    group.addoption("--isolation", default=None, choices=("auto", "bwrap", "process", "in-process"), help="how student code is isolated")
+    group.addoption("--isolation", default=None, choices=("auto", "bwrap", "landlock", "process", "in-process"), help="how student code is isolated")
+    group.addoption("--worker-user", default=None, help="where the grader is root, the user Landlock workers become")
     group.addoption("--time-limits", type=Path, default=None, help="JSON of seconds per session key, measured on the reference build")
     group.addoption("--time-factor", type=float, default=10.0, help="a session may take this many times the reference's time")
     group.addoption("--time-floor", type=float, default=10.0, help="... and at least this many seconds")
@@ -107,3 +108,27 @@ def handouts(tmp_path_factory):
         return built[assignment]
 
     return build
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_user_reaches_temporary_folders(tmp_path_factory):
+    """Where the tests run as root, Landlock workers become an unprivileged user (dlvc.course.isolation), who
+    must pass through the tests' temporary folders to the submissions and scratch folders in them and read the
+    submissions: pytest makes each one 0700, so as root the base folders are made 0711 (pass through, no
+    listing) and the tests' own folders 0755."""
+    if os.geteuid() != 0:
+        yield
+        return
+    base = tmp_path_factory.getbasetemp()
+    for folder in (base.parent, base):
+        folder.chmod(0o711)
+    original = pytest.TempPathFactory.mktemp
+
+    def mktemp(self, basename, numbered=True):
+        path = original(self, basename, numbered)
+        path.chmod(0o755)
+        return path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pytest.TempPathFactory, "mktemp", mktemp)
+        yield

@@ -389,3 +389,73 @@ def test_the_child_is_killed_when_its_parent_dies():
             raise
     finally:
         os.close(read_fd)
+
+
+@needs_seccomp
+def test_a_network_socket_fails_with_eperm_and_a_unix_socket_works():
+    import socket
+
+    def probe():
+        return [outcome(lambda: socket.socket(family).close()) for family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)]
+
+    assert run_confined(probe) == ["EPERM", "EPERM", "ok"]
+
+
+needs_landlock = pytest.mark.skipif(confine.landlock_abi() < 1, reason="the kernel has no Landlock")
+
+
+@needs_landlock
+def test_landlock_lets_the_child_read_and_write_only_what_its_view_names(tmp_path):
+    readable, writable, outside = tmp_path / "readable", tmp_path / "writable", tmp_path / "outside"
+    for folder in (readable, writable, outside):
+        folder.mkdir()
+    (readable / "file.txt").write_text("read me")
+    (outside / "secret.txt").write_text("secret")
+    view = confine.FileView(readable=(str(readable),), writable=(str(writable),))
+
+    def probe():
+        return {
+            "read": outcome(lambda: open(readable / "file.txt").read()),
+            "write where readable": outcome(lambda: open(readable / "new.txt", "w").close()),
+            "write where writable": outcome(lambda: open(writable / "new.txt", "w").close()),
+            "read outside": outcome(lambda: open(outside / "secret.txt").read()),
+            "list outside": outcome(lambda: os.listdir(outside)),
+            "write outside": outcome(lambda: open(outside / "new.txt", "w").close()),
+            "device": outcome(lambda: open("/dev/null", "w").write("x")),
+        }
+
+    result = run_in_child(lambda: (confine.confine(files=view), probe())[1])
+    assert result == {
+        "read": "ok", "write where readable": "EACCES", "write where writable": "ok",
+        "read outside": "EACCES", "list outside": "EACCES", "write outside": "EACCES", "device": "ok",
+    }
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can become another user")
+def test_a_root_child_becomes_the_user_it_is_given_with_no_groups():
+    def probe():
+        confine.confine(user=(65534, 65534))
+        return [list(os.getresuid()), list(os.getresgid()), os.getgroups()]
+
+    assert run_in_child(probe) == [[65534] * 3, [65534] * 3, []]
+
+
+def test_a_user_or_file_view_that_cannot_be_applied_is_an_error_not_a_warning():
+    def probe():
+        confine.landlock_abi = lambda: 0
+        try:
+            confine.confine(files=confine.FileView(readable=(), writable=()))
+        except confine.ConfinementError as error:
+            return str(error)
+        return "applied"
+
+    assert "Landlock not applied" in run_in_child(probe)
+    assert "expected an unprivileged user" in run_in_child(lambda: _raised(lambda: confine.confine(user=(0, 0))))
+
+
+def _raised(action) -> str:
+    try:
+        action()
+    except confine.ConfinementError as error:
+        return str(error)
+    return "applied"

@@ -1,32 +1,46 @@
 """The sandboxed worker: calls go in and data comes back; what goes wrong comes back as a reason; nothing gets out.
 
-Every behaviour is checked with plain worker processes and with bubblewrap. The
-bubblewrap tests are skipped only where bwrap cannot run; with
-``DLVC_SANDBOX=bwrap`` (as in CI) they fail instead of skipping.
+Every behaviour is checked in each isolation mode: plain worker processes,
+Landlock (with the unprivileged worker user where the tests run as root) and
+bubblewrap. A mode's tests are skipped only where that mode cannot run; where
+``DLVC_REQUIRE_ISOLATION`` names it (CI: ``bwrap landlock``), they fail instead.
+What plain processes cannot keep out is tested for the two sandboxes only.
 """
 
 import os
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
 import torch
 
-from dlvc.course.isolation import SandboxError, bwrap_problem, choose_isolation
+from dlvc.course.isolation import SandboxError, bwrap_problem, choose_isolation, find_worker_user, landlock_problem
 from dlvc.course.sandbox import Limits, Sandbox, StudentError, WorkerEnded
 from dlvc.course.stubs import copy_package
 from dlvc.course.worker import forward_and_gradients
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-ISOLATIONS = ["process", "bwrap"]
+ISOLATIONS = ["process", "landlock", "bwrap"]
+SANDBOXES = ["landlock", "bwrap"]
+REQUIRED = "DLVC_REQUIRE_ISOLATION"
+"""Space-separated isolation modes whose tests must run here: they fail rather than skip."""
+PROBLEMS = {"process": lambda: None, "landlock": landlock_problem, "bwrap": bwrap_problem}
 
 
 def require(isolation: str) -> None:
-    if isolation != "bwrap" or bwrap_problem() is None:
+    """Skip (or, where the mode is required, fail) a test of a mode that cannot run here."""
+    problem = PROBLEMS[isolation]()
+    if problem is None:
         return
-    if os.environ.get("DLVC_SANDBOX") == "bwrap":
-        pytest.fail(f"DLVC_SANDBOX=bwrap but {bwrap_problem()}")
-    pytest.skip(f"bubblewrap cannot run here: {bwrap_problem()}")
+    if isolation in os.environ.get(REQUIRED, "").split():
+        pytest.fail(f"{REQUIRED} names {isolation}, but {problem}")
+    pytest.skip(f"{isolation} cannot run here: {problem}")
+
+
+def refused(error: StudentError) -> bool:
+    """Whether an open() was refused: the path is not there (bubblewrap) or not allowed (Landlock)."""
+    return error.is_a("FileNotFoundError") or error.is_a("PermissionError")
 
 
 @pytest.fixture(scope="module")
@@ -110,40 +124,57 @@ def test_a_flood_of_output_ends_the_worker(sandbox):
         "import os; os.kill(os.getppid(), 0)",
         "import os; os.kill(1, 0)",
         "import os; os.kill(-1, 0)",
+        "import socket; socket.socket(socket.AF_INET)",
+        "import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)",
     ],
-    ids=["fork", "subprocess", "signal the parent", "signal pid 1", "signal everyone"],
+    ids=["fork", "subprocess", "signal the parent", "signal pid 1", "signal everyone", "tcp socket", "udp socket"],
 )
-def test_a_worker_cannot_start_processes_or_signal_others(sandbox, code):
+def test_a_worker_cannot_start_processes_signal_others_or_open_network_sockets(sandbox, code):
     with sandbox.session("processes", seconds=30) as worker:
         with pytest.raises(StudentError) as raised:
             worker.call("builtins:exec", code)
     assert raised.value.is_a("PermissionError"), str(raised.value)
 
 
-def test_a_module_beside_the_package_shadows_nothing(tmp_path):
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_module_beside_the_package_shadows_nothing(tmp_path, isolation):
+    require(isolation)
     package = copy_package(REPOSITORY_ROOT, tmp_path)
     (tmp_path / "json.py").write_text("raise SystemExit('a fake json')\n")
     (tmp_path / "sitecustomize.py").write_text("raise SystemExit('a fake sitecustomize')\n")
-    with Sandbox(package, choose_isolation()[0]) as sandbox, sandbox.session("shadow", seconds=30) as worker:
+    with Sandbox(package, isolation) as sandbox, sandbox.session("shadow", seconds=30) as worker:
         assert worker.call("importlib:import_module", "json").get("__file__").endswith("json/__init__.py")
 
 
-def test_a_missing_module_of_the_package_is_not_taken_from_the_repository(tmp_path):
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_a_missing_module_of_the_package_is_not_taken_from_the_repository(tmp_path, isolation):
+    require(isolation)
     package = copy_package(REPOSITORY_ROOT, tmp_path)
     (package / "dlvc" / "losses.py").unlink()
-    with Sandbox(package, choose_isolation()[0]) as sandbox, sandbox.session("missing", seconds=30) as worker:
+    with Sandbox(package, isolation) as sandbox, sandbox.session("missing", seconds=30) as worker:
         with pytest.raises(StudentError) as raised:
             worker.call("importlib:import_module", "dlvc.losses")
-    assert raised.value.is_a("ModuleNotFoundError")
+    assert raised.value.is_a("ModuleNotFoundError"), str(raised.value)
 
 
-# ----- what only bubblewrap keeps out -------------------------------------------------------
+def test_where_the_grader_is_root_a_landlock_worker_runs_as_the_unprivileged_user(tmp_path):
+    require("landlock")
+    package = copy_package(REPOSITORY_ROOT, tmp_path)
+    user = find_worker_user()
+    with Sandbox(package, "landlock") as sandbox, sandbox.session("user", seconds=30) as worker:
+        ids = worker.call("os:getresuid"), worker.call("os:getresgid"), worker.call("os:getgroups")
+    expected = (user.uid, user.gid) if user is not None else (os.getuid(), os.getgid())
+    assert list(ids[0]) == [expected[0]] * 3 and list(ids[1]) == [expected[1]] * 3, f"the worker runs as uids {ids[0]}, gids {ids[1]}"
+    assert user is None or ids[2] == [], f"the worker kept the groups {ids[2]}"
 
 
-@pytest.fixture(scope="module")
-def bwrap_sandbox(package, tmp_path_factory):
-    """Plain worker processes see what the grader's user sees (the grader warns about it); these tests are bubblewrap's."""
-    with open_sandbox("bwrap", package, tmp_path_factory) as sandbox:
+# ----- what only the sandboxes keep out: bubblewrap's namespaces, Landlock's file view -------------------
+
+
+@pytest.fixture(scope="module", params=SANDBOXES)
+def walled(request, package, tmp_path_factory):
+    """Plain worker processes see what the grader's user sees (the grader warns about it); these tests are the sandboxes'."""
+    with open_sandbox(request.param, package, tmp_path_factory) as sandbox:
         yield sandbox
 
 
@@ -151,72 +182,91 @@ def bwrap_sandbox(package, tmp_path_factory):
     "path",
     ["solutions/metrics.py", "tests/hidden/assignment1/test_metric.py", "dlvc/course/grade.py", "assignments/assignment1/assignment.toml"],
 )
-def test_the_sandbox_shows_nothing_of_the_repository(bwrap_sandbox, path):
-    with bwrap_sandbox.session("read", seconds=30) as worker:
+def test_the_sandbox_shows_nothing_of_the_repository(walled, path):
+    with walled.session("read", seconds=30) as worker:
         with pytest.raises(StudentError) as raised:
             worker.call("builtins:open", str(REPOSITORY_ROOT / path))
-    assert raised.value.is_a("FileNotFoundError"), str(raised.value)
+    assert refused(raised.value), str(raised.value)
 
 
-def test_the_sandbox_hides_the_folders_it_is_told_to(bwrap_sandbox):
-    with bwrap_sandbox.session("hidden", seconds=30) as worker:
+def test_the_sandbox_hides_the_folders_it_is_told_to(walled):
+    with walled.session("hidden", seconds=30) as worker:
         with pytest.raises(StudentError) as raised:
-            worker.call("builtins:open", str(bwrap_sandbox.secret))
-    assert raised.value.is_a("FileNotFoundError")
+            worker.call("builtins:open", str(walled.secret))
+    assert refused(raised.value), str(raised.value)
 
 
-@pytest.mark.parametrize("path", ["/submission/dlvc/new.py", "/usr/new.txt", "/grader/worker.py", "/new.txt"])
-def test_the_sandbox_writes_nowhere_but_its_scratch_folder(bwrap_sandbox, path):
-    with bwrap_sandbox.session("write", seconds=30) as worker:
+def test_the_sandbox_shows_nothing_of_the_graders_home(walled):
+    canary = Path.home() / f".dlvc-canary-{uuid.uuid4().hex[:8]}"
+    canary.write_text("the grader's own file")
+    try:
+        with walled.session("home", seconds=30) as worker:
+            with pytest.raises(StudentError) as raised:
+                worker.call("builtins:open", str(canary))
+    finally:
+        canary.unlink()
+    assert refused(raised.value), str(raised.value)
+
+
+@pytest.mark.parametrize("path", ["/submission/dlvc/new.py", "PACKAGE/dlvc/new.py", "/usr/new.txt", "/grader/worker.py", "/new.txt"])
+def test_the_sandbox_writes_nowhere_but_its_scratch_folder(walled, path):
+    path = path.replace("PACKAGE", str(walled.package_root))
+    with walled.session("write", seconds=30) as worker:
         with pytest.raises(StudentError) as raised:
             worker.call("builtins:open", path, "w")
         assert raised.value.is_a("OSError")
         scratch = worker.call("os:getcwd")
         worker.call("builtins:open", f"{scratch}/allowed.txt", "w")
-    assert not (bwrap_sandbox.package_root / "dlvc" / "new.py").exists()
+    assert not (walled.package_root / "dlvc" / "new.py").exists()
 
 
-def test_nothing_a_worker_writes_reaches_the_machine(bwrap_sandbox, tmp_path):
+def test_nothing_a_worker_writes_reaches_the_machine(walled, tmp_path):
     """A path of the grader's machine names, inside the sandbox, either nothing writable or a place in the scratch tmpfs."""
-    targets = [REPOSITORY_ROOT / "written-by-a-worker.txt", tmp_path / "written-by-a-worker.txt"]
-    with bwrap_sandbox.session("write-outside", seconds=30) as worker:
+    name = f"written-by-a-worker-{uuid.uuid4().hex[:8]}.txt"
+    targets = [REPOSITORY_ROOT / name, tmp_path / name, Path("/tmp") / name, Path("/var/tmp") / name, Path("/dev/shm") / name]
+    with walled.session("write-outside", seconds=30) as worker:
         for target in targets:
             try:
                 worker.call("builtins:exec", f"open({str(target)!r}, 'w').write('x')")
             except StudentError:
                 pass
-    assert not any(target.exists() for target in targets), "a worker's write reached the grader's machine"
+    reached = [target for target in targets if target.exists()]
+    for target in reached:
+        target.unlink()
+    assert not reached, f"a worker's write reached the grader's machine: {reached}"
 
 
-def test_the_scratch_folder_is_thrown_away_between_workers(bwrap_sandbox):
-    with bwrap_sandbox.session("first", seconds=30) as worker:
-        worker.call("builtins:exec", "open('/tmp/left-behind.txt', 'w').write('x')")
-    with bwrap_sandbox.session("second", seconds=30) as worker:
-        assert not worker.call("os.path:exists", "/tmp/left-behind.txt"), "a file one worker left in /tmp is seen by the next"
+def test_the_scratch_folder_is_thrown_away_between_workers(walled):
+    with walled.session("first", seconds=30) as worker:
+        worker.call("builtins:exec", "open('left-behind.txt', 'w').write('x')")
+        first = worker.call("os:getcwd")
+    with walled.session("second", seconds=30) as worker:
+        assert not worker.call("os.path:exists", f"{first}/left-behind.txt"), "a file one worker left in its scratch folder is seen by the next"
         assert worker.call("os:listdir", worker.call("os:getcwd")) == []
 
 
-def test_the_sandbox_has_no_network(bwrap_sandbox):
+def test_the_sandbox_has_no_network(walled):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        with bwrap_sandbox.session("network", seconds=30) as worker:
+        with walled.session("network", seconds=30) as worker:
             with pytest.raises(StudentError) as raised:
                 worker.call("socket:create_connection", ("127.0.0.1", port), 5)
     assert raised.value.is_a("OSError"), str(raised.value)
 
 
-def test_the_sandbox_sees_only_its_own_processes(bwrap_sandbox):
-    with bwrap_sandbox.session("processes", seconds=30) as worker:
+def test_the_bubblewrap_sandbox_sees_only_its_own_processes(package, tmp_path_factory):
+    with open_sandbox("bwrap", package, tmp_path_factory) as sandbox, sandbox.session("processes", seconds=30) as worker:
         pids = [name for name in worker.call("os:listdir", "/proc") if name.isdigit()]
     assert len(pids) <= 3, f"the worker sees processes {pids}: the fork server and itself at most"
 
 
-def test_nothing_of_the_sandbox_outlives_it(package, tmp_path):
-    require("bwrap")
+@pytest.mark.parametrize("isolation", SANDBOXES)
+def test_nothing_of_the_sandbox_outlives_it(package, tmp_path, isolation):
+    require(isolation)
     marker = copy_package(REPOSITORY_ROOT, tmp_path / "unique-marker")
-    sandbox = Sandbox(marker, "bwrap")
+    sandbox = Sandbox(marker, isolation)
     with sandbox.session("start", seconds=30) as worker:
         worker.call("math:sqrt", 1.0)
     sandbox.close()
@@ -233,10 +283,29 @@ def _cmdline_mentions(pid: str, text: str) -> bool:
 
 def test_a_required_sandbox_that_cannot_run_is_an_error(monkeypatch):
     monkeypatch.setattr("dlvc.course.isolation._BWRAP_PROBLEM", ["bwrap is not installed"])
-    with pytest.raises(SandboxError, match="bubblewrap was required"):
+    with pytest.raises(SandboxError, match="bwrap was required .* but bwrap is not installed"):
         choose_isolation("bwrap")
+
+
+def test_auto_falls_back_to_landlock_then_to_plain_processes_with_a_warning(monkeypatch):
+    monkeypatch.setattr("dlvc.course.isolation._BWRAP_PROBLEM", ["bwrap is not installed"])
+    monkeypatch.setattr("dlvc.course.isolation._LANDLOCK_PROBLEM", {None: None})
+    assert choose_isolation("auto") == ("landlock", None)
+    monkeypatch.setattr("dlvc.course.isolation._LANDLOCK_PROBLEM", {None: "the kernel has no Landlock"})
     isolation, warning = choose_isolation("auto")
-    assert isolation == "process" and "sudo apt-get install bubblewrap" in warning
+    assert isolation == "process" and "bwrap is not installed; the kernel has no Landlock" in warning
+    assert "sudo apt-get install bubblewrap" in warning
+    with pytest.raises(SandboxError, match="landlock was required .* but the kernel has no Landlock"):
+        choose_isolation("landlock")
+
+
+def test_a_worker_user_that_does_not_exist_is_an_error():
+    if os.geteuid() != 0:
+        with pytest.raises(SandboxError, match="not as root"):
+            find_worker_user("no-such-user-dlvc")
+        return
+    with pytest.raises(SandboxError, match="no user no-such-user-dlvc"):
+        find_worker_user("no-such-user-dlvc")
 
 
 class TwoStreams(torch.nn.Module):

@@ -18,11 +18,29 @@ worker, its threads and any program it execs:
   cannot ptrace it or read its memory through ``/proc``;
 * runs under a seccomp filter (x86_64 and aarch64 only): it cannot create
   processes (threads still work), signal or ``prlimit`` any process but
-  itself, ptrace or otherwise inspect other processes, or load kernel modules,
-  mount file systems, enter namespaces and the like. A refused system call
-  fails with EPERM (clone3 with ENOSYS, so that glibc falls back to clone,
-  whose flags the filter can read), a system call of another architecture
-  kills the process, and all other calls work. The filter survives ``execve``.
+  itself, ptrace or otherwise inspect other processes, open a socket of any
+  family but ``AF_UNIX`` (no network), or load kernel modules, mount file
+  systems, enter namespaces and the like. A refused system call fails with
+  EPERM (clone3 with ENOSYS, so that glibc falls back to clone, whose flags
+  the filter can read), a system call of another architecture kills the
+  process, and all other calls work. The filter survives ``execve``.
+
+Two more parts are asked for by the caller, and a failure of either raises
+:class:`ConfinementError` rather than warning, since the worker must not run
+the student's code without them:
+
+* ``user``: a process that runs as root becomes an unprivileged user (its
+  groups, gid and uid, all three of each), so that it loses root's powers and
+  cannot read or write what that user cannot;
+* ``files`` (a :class:`FileView`): Landlock (Linux 5.13 and later, no
+  privilege needed) lets it open only what the view names: the system and
+  Python read-only, the submission read-only, its scratch folder read-write,
+  a few devices. Where the kernel's Landlock ABI has them, it also refuses TCP
+  ``bind`` and ``connect`` (ABI 4), and connections to abstract UNIX sockets
+  and signals to processes outside its own domain (ABI 6). The system calls
+  are made through ``ctypes``, as the kernel documentation describes them, so
+  that the grader needs no package beyond the standard library inside the
+  sandbox.
 
 This file uses only the standard library and no other ``dlvc`` module, so it
 can also be imported as a top-level ``confine`` module inside a sandbox where
@@ -71,6 +89,38 @@ SECCOMP_MODE_FILTER = 2
 CAP_SYS_RESOURCE = 24
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
+# Socket families, from include/linux/socket.h.
+AF_UNIX = 1
+
+# Landlock, from include/uapi/linux/landlock.h. Its three system calls have the
+# same numbers on x86_64 and aarch64.
+LANDLOCK_CREATE_RULESET = 444
+LANDLOCK_ADD_RULE = 445
+LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1 << 0
+LANDLOCK_RULE_PATH_BENEATH = 1
+FS_EXECUTE = 1 << 0
+FS_WRITE_FILE = 1 << 1
+FS_READ_FILE = 1 << 2
+FS_READ_DIR = 1 << 3
+FS_REFER = 1 << 13  # ABI 2
+FS_TRUNCATE = 1 << 14  # ABI 3
+FS_IOCTL_DEV = 1 << 15  # ABI 5
+FS_ABI_1 = (1 << 13) - 1  # EXECUTE ... MAKE_SYM: bits 0 to 12
+NET_BIND_TCP = 1 << 0  # ABI 4
+NET_CONNECT_TCP = 1 << 1  # ABI 4
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
+SCOPE_SIGNAL = 1 << 1  # ABI 6
+FS_FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+"""The rights that a rule on a file (not a folder) may hold."""
+FS_READ = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
+FS_DEVICE = FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+"""The system folders a worker may read in every isolation mode."""
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+"""The devices a worker may open under Landlock (read and write)."""
+
 # Filter return values, from include/uapi/linux/seccomp.h.
 SECCOMP_RET_KILL_PROCESS = 0x80000000
 SECCOMP_RET_ERRNO = 0x00050000
@@ -112,6 +162,7 @@ X86_64_SYSCALLS = {
     "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323, "pidfd_send_signal": 424,
     "io_uring_setup": 425, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
     "fsmount": 432, "fspick": 433, "pidfd_open": 434, "clone3": 435, "mount_setattr": 442,
+    "socket": 41, "socketpair": 53,
 }
 
 # System call numbers for aarch64, which uses the generic table in
@@ -125,7 +176,7 @@ AARCH64_SYSCALLS = {
     "process_vm_writev": 271, "kcmp": 272, "finit_module": 273, "bpf": 280, "userfaultfd": 282,
     "kexec_file_load": 294, "pidfd_send_signal": 424, "io_uring_setup": 425, "open_tree": 428,
     "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-    "pidfd_open": 434, "clone3": 435, "mount_setattr": 442,
+    "pidfd_open": 434, "clone3": 435, "mount_setattr": 442, "socket": 198, "socketpair": 199,
 }
 
 
@@ -156,25 +207,59 @@ DENIED_SYSCALLS = (
 # rt_tgsigqueueinfo) is the worker's own pid.
 OWN_PID_SYSCALLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open")
 
+# Allowed only for the socket family AF_UNIX (their first argument): no network.
+UNIX_ONLY_SYSCALLS = ("socket", "socketpair")
 
-def confine(limits: Limits = Limits()) -> list[str]:
+
+class ConfinementError(OSError):
+    """A part of the confinement that the caller asked for (the user, the file view) could not be applied."""
+
+
+@dataclass(frozen=True)
+class FileView:
+    """What a worker may open under Landlock; every other path of the machine is refused.
+
+    Attributes:
+        readable: files and folders it may read (folders with everything below them).
+        writable: folders it may read, write, create and remove in.
+        devices: device files it may read and write.
+    """
+
+    readable: tuple[str, ...]
+    writable: tuple[str, ...]
+    devices: tuple[str, ...] = DEVICES
+
+
+def confine(limits: Limits = Limits(), user: tuple[int, int] | None = None, files: FileView | None = None) -> list[str]:
     """Confine the calling process and everything it execs, as the module docstring describes.
 
     Call it in the child right after the fork, while it has only one thread:
-    the seccomp filter covers the calling thread and the threads and programs
-    it starts later, not threads already running. The parent-death signal
+    the seccomp filter and Landlock cover the calling thread and the threads and
+    programs it starts later, not threads already running. The parent-death signal
     fires when the thread that forked the child exits, so fork from the fork
     server's main thread.
+
+    Args:
+        limits: the resource limits.
+        user: ``(uid, gid)`` to become (the caller must be root), or None to stay.
+        files: what Landlock lets the process open, or None for no Landlock.
+
     Returns a warning for each part that could not be applied (for example the
     seccomp filter on an unsupported architecture), [] when all of it was.
+    Raises :class:`ConfinementError` when ``user`` or ``files`` could not be applied.
     """
     warnings: list[str] = []
     _attempt(warnings, "file, descriptor, core and CPU limits", _set_resource_limits, limits)
     _attempt(warnings, "address-space limit", _set_address_space_limit, limits.memory_bytes)
     _attempt(warnings, "ignoring SIGXFSZ", signal.signal, signal.SIGXFSZ, signal.SIG_IGN)
     _attempt(warnings, "dropping CAP_SYS_RESOURCE", _drop_sys_resource)
+    if user is not None:
+        _required("becoming the unprivileged user", become_user, *user)
+    # A change of user clears the parent-death signal and the dumpable flag: both come after it.
     _attempt(warnings, "parent-death signal", _prctl, PR_SET_PDEATHSIG, signal.SIGKILL)
     _attempt(warnings, "non-dumpable", _prctl, PR_SET_DUMPABLE, 0)
+    if files is not None:
+        _required("Landlock", restrict_files, files)
     architecture = _architecture()
     if architecture is None:
         warnings.append(f"seccomp filter not applied: unsupported platform {sys.platform} {platform.machine()}")
@@ -213,6 +298,84 @@ def _attempt(warnings: list[str], what: str, function, *args) -> None:
         function(*args)
     except (OSError, ValueError) as error:
         warnings.append(f"{what} not applied: {error}")
+
+
+def _required(what: str, function, *args) -> None:
+    try:
+        function(*args)
+    except (OSError, ValueError) as error:
+        raise ConfinementError(f"{what} not applied: {error}") from None
+
+
+def become_user(uid: int, gid: int) -> None:
+    """Drop root for ``uid`` and ``gid``: no supplementary groups, real, effective and saved ids all changed."""
+    if uid == 0 or gid == 0:
+        raise ValueError(f"expected an unprivileged user, got uid {uid} and gid {gid}")
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
+        raise OSError(errno.EPERM, f"still uid {os.getresuid()}, gid {os.getresgid()}, groups {os.getgroups()}")
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version: 0 where Landlock is missing, disabled or not supported here."""
+    if _architecture() is None:
+        return 0
+    try:
+        return _check(_syscall(LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION))
+    except OSError:
+        return 0
+
+
+def restrict_files(view: FileView) -> None:
+    """Let the calling thread (and what it starts later) open only what ``view`` names, with Landlock.
+
+    Every right the kernel's ABI knows is handled, so whatever no rule grants is
+    refused (EACCES): reading outside ``view.readable``, and writing, creating,
+    removing, renaming and linking outside ``view.writable``. A path of the view
+    that does not exist is left out.
+    """
+    abi = landlock_abi()
+    if abi < 1:
+        raise OSError(errno.EOPNOTSUPP, "the kernel has no Landlock (Linux 5.13 or later, enabled at boot)")
+    handled_fs = FS_ABI_1 | (FS_REFER if abi >= 2 else 0) | (FS_TRUNCATE if abi >= 3 else 0) | (FS_IOCTL_DEV if abi >= 5 else 0)
+    handled_net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
+    size = 24 if abi >= 6 else 16 if abi >= 4 else 8
+    attributes = ctypes.create_string_buffer(struct.pack("=QQQ", handled_fs, handled_net, scoped)[:size], size)
+    ruleset = _check(_syscall(LANDLOCK_CREATE_RULESET, attributes, size, 0))
+    try:
+        rules = [(path, FS_READ) for path in view.readable] + [(path, handled_fs) for path in view.writable]
+        rules += [(path, FS_DEVICE) for path in view.devices]
+        for path, rights in rules:
+            _add_path_rule(ruleset, path, rights & handled_fs)
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        _check(_syscall(LANDLOCK_RESTRICT_SELF, ruleset, 0))
+    finally:
+        os.close(ruleset)
+
+
+def _add_path_rule(ruleset: int, path: str, rights: int) -> None:
+    try:
+        descriptor = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        if not os.path.isdir(path):
+            rights &= FS_FILE_RIGHTS
+        rule = ctypes.create_string_buffer(struct.pack("=Qi", rights, descriptor), 12)  # struct landlock_path_beneath_attr, packed
+        _check(_syscall(LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH, rule, 0))
+    finally:
+        os.close(descriptor)
+
+
+def _syscall(number: int, *arguments) -> int:
+    """A system call through libc's syscall(); pointers may be ctypes buffers or None, the rest ints."""
+    function = _libc().syscall
+    function.restype = ctypes.c_long
+    converted = [argument if isinstance(argument, ctypes.Array) else ctypes.c_void_p(argument) if argument is None else ctypes.c_long(argument) for argument in arguments]
+    return function(ctypes.c_long(number), *converted)
 
 
 def _set_resource_limits(limits: Limits) -> None:
@@ -318,6 +481,8 @@ def _filter_program(architecture: _Architecture, own_pid: int) -> bytes:
     for name in OWN_PID_SYSCALLS:
         program += _allow_first_argument_in(numbers[name], (own_pid,))
     program += _allow_first_argument_in(numbers["prlimit64"], (0, own_pid))
+    for name in UNIX_ONLY_SYSCALLS:
+        program += _allow_first_argument_in(numbers[name], (AF_UNIX,))
     for name in DENIED_SYSCALLS:
         if name in numbers:
             program += _refuse(numbers[name], errno.EPERM)
@@ -338,7 +503,7 @@ def _threads_only(clone: int) -> list[bytes]:
 
 
 def _allow_first_argument_in(number: int, allowed: tuple[int, ...]) -> list[bytes]:
-    """The call is allowed if the low 32 bits of its first argument (a pid_t) are in allowed, else EPERM."""
+    """The call is allowed if the low 32 bits of its first argument (a pid_t, a socket family) are in allowed, else EPERM."""
     count = len(allowed)
     block = [_jump(BPF_JEQ_K, number, 0, count + 3), _load(SECCOMP_DATA_ARGS)]
     for index, value in enumerate(allowed):

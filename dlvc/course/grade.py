@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from .manifest import Manifest, ManifestError, load_manifest
 from .notebook import write_submitted_notebook_module
 from .reports import read_results, summary_lines, write_class_reports, write_submission_reports
-from .isolation import SandboxError, choose_isolation
+from .isolation import SandboxError, add_isolation_arguments, choose_isolation
 from .stubs import copy_package
 from .submission import SubmissionError, find_package_root, stage, submission_name
 from .verdicts import GradedTest, SubmissionResult, Verdict, missing_verdict
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the output folder: one folder per submission, grades.csv, report.md")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at a time, one core each (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random inputs (default: a new one, kept in OUT for a restart)")
-    parser.add_argument("--isolation", choices=("auto", "bwrap", "process"), default=None, help="auto: bubblewrap where it works (default); bwrap: insist; process: plain processes")
+    add_isolation_arguments(parser)
     parser.add_argument("--time-factor", type=float, default=10.0, help="a test may take this many times the reference's time (default: %(default)s)")
     parser.add_argument("--time-floor", type=float, default=10.0, help="... and at least this many seconds (default: %(default)s)")
 
@@ -99,7 +99,7 @@ class ClassGrader:
         self.out = args.out.resolve()
         self.work = self.out / WORK_DIRNAME
         self.sources = find_submissions(args.submissions)
-        self.isolation, warning = choose_isolation(args.isolation)
+        self.isolation, warning = choose_isolation(args.isolation, args.worker_user)
         if warning:
             print(f"dlvc grade: {warning}", file=sys.stderr)
         for folder in ("tmp", "logs", "verdicts", "staging", "cache", "config"):
@@ -210,6 +210,7 @@ class ClassGrader:
             "--grading-seed", str(self.seed),
             "--grading-results", str(verdicts_file),
             "--isolation", self.isolation,
+            *(["--worker-user", self.args.worker_user] if self.args.worker_user else []),
             "--sandbox-hide", str(self.out),
             *(["--time-limits", str(self.calibration)] if calibrated else []),
             "--time-factor", str(self.args.time_factor),

@@ -23,8 +23,9 @@ declares them, so that declaring them imports no ``dlvc``):
 - ``--impl FOLDER``: the package to grade (the folder holding its ``dlvc/``);
   without it, the reference build is copied to a temporary folder and graded;
 - ``--grading-seed S``: the seed (default: a new random one, shown in the header);
-- ``--isolation``: ``auto`` (bubblewrap where it works), ``bwrap``, ``process``,
-  or ``in-process`` (the benchmark's baseline; reference build only);
+- ``--isolation``: ``auto`` (the strongest that works), ``bwrap``, ``landlock``,
+  ``process``, or ``in-process`` (the benchmark's baseline; reference build only);
+- ``--worker-user NAME``: where the grader is root, the user Landlock workers become;
 - ``--time-limits FILE``: the calibration (seconds per session key, measured on
   the reference build); a session may take ``--time-factor`` times that, at
   least ``--time-floor`` seconds;
@@ -74,7 +75,7 @@ def pytest_configure(config):
     if config.getoption("--grading-seed") is None:
         config.option.grading_seed = secrets.randbelow(2**31)
     try:
-        config.stash[ISOLATION] = choose_isolation(config.getoption("--isolation"))
+        config.stash[ISOLATION] = choose_isolation(config.getoption("--isolation"), config.getoption("--worker-user"))
     except SandboxError as error:
         raise pytest.UsageError(str(error)) from None
     isolation = config.stash[ISOLATION][0]
@@ -255,7 +256,7 @@ def sessions(pytestconfig, tmp_path_factory):
         package_root = Path(impl).resolve()
     hidden = (REPOSITORY_ROOT, *pytestconfig.getoption("--sandbox-hide"))
     scratch = Path(tempfile.gettempdir())
-    with Sandbox(package_root, isolation, Limits(), hidden=hidden, scratch=scratch) as sandbox:
+    with Sandbox(package_root, isolation, Limits(), hidden=hidden, scratch=scratch, worker_user=pytestconfig.getoption("--worker-user")) as sandbox:
         factory = SessionFactory(sandbox, pytestconfig)
         yield factory
         factory.write_timings()

@@ -76,7 +76,7 @@ from tqdm.auto import tqdm
 from ..metrics import SegMetrics
 from .grade import REPOSITORY_ROOT, GradeError, find_submissions
 from .reports import RESULTS_NAME, _cell, _write_atomically, read_results
-from .isolation import SandboxError, choose_isolation
+from .isolation import SandboxError, add_isolation_arguments, choose_isolation
 from .sandbox import Limits, Sandbox, WorkerError, describe_value
 from .submission import SubmissionError, stage, submission_name
 from .worker import PROBE_PREFIX
@@ -126,6 +126,7 @@ class Options:
     memory_bytes: int
     hidden: tuple[Path, ...]
     work: Path
+    worker_user: str | None = None
 
 
 @dataclass
@@ -157,7 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=600.0, help="time an entry may take in all, loading included (default: %(default)s)")
     parser.add_argument("--memory-gib", type=float, default=4.0, help="memory an entry's worker may add (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, help="entries evaluated at a time, one core each (default: %(default)s)")
-    parser.add_argument("--isolation", choices=("auto", "bwrap", "process"), default=None, help="auto: bubblewrap where it works (default); bwrap: insist; process: plain processes")
+    add_isolation_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,14 +167,14 @@ def run(args: argparse.Namespace) -> int:
         sources = find_submissions(args.submissions)
         check_names(sources)
         split = load_split(args)
-        isolation, warning = choose_isolation(args.isolation)
+        isolation, warning = choose_isolation(args.isolation, args.worker_user)
     except (LeaderboardError, GradeError, SandboxError) as error:
         print(f"dlvc leaderboard: {error}", file=sys.stderr)
         return 2
     if warning:
         print(f"dlvc leaderboard: {warning}", file=sys.stderr)
     out = args.out.resolve()
-    options = Options(isolation, args.seconds, int(args.memory_gib * 2**30), hidden_folders(out, sources, args.data_root), out / WORK_DIRNAME)
+    options = Options(isolation, args.seconds, int(args.memory_gib * 2**30), hidden_folders(out, sources, args.data_root), out / WORK_DIRNAME, args.worker_user)
     print(f"dlvc leaderboard: {len(sources)} submission(s), {split.describe()}, isolation {isolation}, {args.jobs} job(s)", file=sys.stderr)
     try:
         entries = ranked(evaluate_all(sources, split, options, args.jobs))
@@ -324,7 +325,7 @@ def predict_split(package_root: Path, config: dict, split: HeldOutSplit, options
     """Run the entry in a sandboxed worker on every batch and add its labels to ``metric``; EntryError when it goes wrong."""
     limits = Limits(seconds=options.seconds, memory_bytes=options.memory_bytes)
     scratch = options.work / "tmp"
-    with Sandbox(package_root, options.isolation, limits, hidden=options.hidden, scratch=scratch) as sandbox, sandbox.session(key) as worker:
+    with Sandbox(package_root, options.isolation, limits, hidden=options.hidden, scratch=scratch, worker_user=options.worker_user) as sandbox, sandbox.session(key) as worker:
         try:
             predictor = worker.new(f"{PROBE_PREFIX}SavedModelPredictor", config, WEIGHTS)
             first = 0

@@ -9,12 +9,15 @@ submission's :class:`Sandbox` and asks for calls::
         matrix = metric.get("confusion_matrix")      # a tensor, copied out of the worker
 
 Each session is a fresh worker process forked by the submission's fork server
-(:mod:`dlvc.course.worker`), which lives inside a bubblewrap sandbox: its own user,
-mount, PID and network namespaces, the system and Python read-only, the student's
-package read-only at ``/submission``, a small scratch tmpfs, nothing of the
-grader's repository, its outputs or other submissions. Where bubblewrap is not
-available the server runs as a plain process (resource limits only) and the
-grader says so. Values come back through :mod:`dlvc.course.wire`: tensors, numbers,
+(:mod:`dlvc.course.worker`). In the ``bwrap`` isolation the server lives inside a
+bubblewrap sandbox: its own user, mount, PID and network namespaces, the system and
+Python read-only, the student's package read-only at ``/submission``, a small
+scratch tmpfs, nothing of the grader's repository, its outputs or other
+submissions. In the ``landlock`` isolation (no namespaces: Gradescope, Docker) the
+server is a plain process and each worker confines itself with Landlock to the same
+view, the paths being the machine's own, after becoming an unprivileged user where
+the grader is root. In the ``process`` isolation workers have the limits and the
+seccomp filter only, and the grader says so (:mod:`dlvc.course.isolation`). Values come back through :mod:`dlvc.course.wire`: tensors, numbers,
 strings, lists and dicts; any other object stays in the worker as a
 :class:`Remote` handle.
 
@@ -37,8 +40,8 @@ from pathlib import Path
 import torch
 
 from . import wire
-from .isolation import ISOLATIONS, SYSTEM_PATHS, SandboxError, namespace_flags, system_binds
-from .worker import Interpreter
+from .isolation import ISOLATIONS, SYSTEM_PATHS, SandboxError, find_worker_user, namespace_flags, python_roots, system_binds, unreachable
+from .worker import CONFINEMENT_SECONDS, Interpreter
 
 GRADER_FILES = ("worker.py", "wire.py", "confine.py")
 """The grader's files the sandbox sees (at /grader): the fork server and what it imports."""
@@ -118,11 +121,8 @@ def bwrap_command(package_root: Path, scratch_bytes: int, hidden: tuple[Path, ..
         hidden: folders that must stay out of sight even where they lie inside a
             folder the sandbox binds (the repository, the output folder, the staging area).
     """
-    python_roots = sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).absolute()})
-    for folder in hidden:
-        for root in python_roots:
-            if _inside(folder.resolve(), root):
-                raise SandboxError(f"{folder} lies inside the Python installation {root}, which the sandbox must see; move it")
+    roots = [Path(root) for root in python_roots()]
+    check_hidden(hidden, roots)
     command = [shutil.which("bwrap") or "bwrap", *namespace_flags(), "--as-pid-1", *system_binds()]
     # The scratch tmpfs comes before the binds below, so that a Python installed under /tmp stays visible.
     command += ["--size", str(scratch_bytes), "--tmpfs", "/tmp"]
@@ -130,7 +130,7 @@ def bwrap_command(package_root: Path, scratch_bytes: int, hidden: tuple[Path, ..
     for folder in hidden:
         if any(_inside(folder.resolve(), root) for root in bound):
             command += ["--tmpfs", str(folder.resolve())]
-    for root in python_roots:
+    for root in roots:
         if not any(_inside(root, other) for other in bound):
             command += ["--ro-bind", str(root), str(root)]
     grader = Path(__file__).resolve().parent
@@ -145,8 +145,16 @@ def bwrap_command(package_root: Path, scratch_bytes: int, hidden: tuple[Path, ..
     return command + [python, "-I", "-B", "/grader/worker.py", "--package", "/submission", "--scratch", "/tmp"]
 
 
+def check_hidden(hidden: tuple[Path, ...], readable: list[Path]) -> None:
+    """SandboxError where a folder to hide lies inside a folder every worker must read (Python, the system)."""
+    for folder in hidden:
+        for root in readable:
+            if _inside(folder.resolve(), root):
+                raise SandboxError(f"{folder} lies inside {root}, which the sandbox must show (the system or the Python installation); move it")
+
+
 def process_command(package_root: Path, scratch: Path) -> list[str]:
-    """The command that starts the fork server as a plain process (no sandbox)."""
+    """The command that starts the fork server as a plain process (``process`` and ``landlock`` isolation)."""
     worker = Path(__file__).resolve().parent / "worker.py"
     return [sys.executable, "-I", "-B", str(worker), "--package", str(Path(package_root).resolve()), "--scratch", str(scratch)]
 
@@ -183,6 +191,8 @@ class Sandbox:
         hidden: folders the sandbox must not show (see :func:`bwrap_command`).
         scratch: where plain worker processes keep their scratch folders (a temporary
             folder by default); inside bubblewrap the scratch is a tmpfs.
+        worker_user: whom ``landlock`` workers become where the grader is root
+            (:func:`~dlvc.course.isolation.find_worker_user`; None: the default).
     """
 
     def __init__(
@@ -192,15 +202,17 @@ class Sandbox:
         limits: Limits = Limits(),
         hidden: tuple[Path, ...] = (),
         scratch: str | os.PathLike | None = None,
+        worker_user: str | None = None,
     ):
         if isolation not in ISOLATIONS[1:]:
-            raise ValueError(f"isolation: expected bwrap, process or in-process, got {isolation!r}")
+            raise ValueError(f"isolation: expected one of {', '.join(ISOLATIONS[1:])}, got {isolation!r}")
         self.package_root = Path(package_root).resolve()
         if not (self.package_root / "dlvc" / "__init__.py").is_file():
             raise ValueError(f"package_root: expected a folder holding dlvc/__init__.py, got {self.package_root}")
         self.isolation = isolation
         self.limits = limits
         self.hidden = tuple(Path(folder) for folder in hidden)
+        self.worker_user = find_worker_user(worker_user) if isolation == "landlock" else None
         self._scratch_parent = Path(scratch) if scratch is not None else None
         self._scratch: tempfile.TemporaryDirectory | None = None
         self._server: subprocess.Popen | None = None
@@ -246,6 +258,8 @@ class Sandbox:
         else:
             command = process_command(self.package_root, scratch)
             environment = _worker_environment(str(scratch))
+        if self.isolation == "landlock":
+            command += self._landlock_flags(scratch)
         self._server = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd=scratch, start_new_session=True
         )
@@ -254,6 +268,18 @@ class Sandbox:
         if event is None or event[0].get("event") != "ready":
             self.close()
             raise SandboxError(f"the grader's fork server did not start ({' '.join(command[:3])} ...): got {event!r}")
+
+    def _landlock_flags(self, scratch: Path) -> list[str]:
+        """The fork server's flags for Landlock, once the worker user is known to reach the submission and the scratch."""
+        check_hidden(self.hidden, [Path(path) for path in (*SYSTEM_PATHS, *python_roots()) if os.path.isdir(path)])
+        if self.worker_user is None:
+            return ["--landlock"]
+        scratch.chmod(0o711)  # the worker user passes through to the session folder the server gives it
+        problem = unreachable(self.worker_user, readable=[self.package_root, self.package_root / "dlvc"], passable=[scratch])
+        if problem is not None:
+            self.close()
+            raise SandboxError(problem)
+        return ["--landlock", "--user", f"{self.worker_user.uid}:{self.worker_user.gid}"]
 
     def _command(self, header: dict, body: bytes = b"") -> None:
         try:
@@ -334,10 +360,11 @@ class Session:
         self._started = time.monotonic()
         limits = {key: value for key, value in asdict(self.limits).items() if key != "scratch_bytes"}
         self.sandbox._command({"cmd": "start", "limits": limits})
-        event = self.sandbox._next_event(time.monotonic() + GRACE_SECONDS)
+        event = self.sandbox._next_event(time.monotonic() + GRACE_SECONDS + CONFINEMENT_SECONDS)
         if event is None or event[0].get("event") != "started":
             self.sandbox._abandon_server()
-            raise SandboxError(f"the grader's fork server did not start a worker: got {event!r}")
+            reason = event[0].get("message") if event is not None and event[0].get("event") == "error" else f"got {event!r}"
+            raise SandboxError(f"the grader's fork server did not start a worker: {reason}")
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -3,12 +3,16 @@
 The grader (:mod:`dlvc.course.sandbox`) starts this file as a script inside the
 sandbox, with the student's package folder and a scratch folder::
 
-    python -I -B worker.py --package /submission --scratch /tmp
+    python -I -B worker.py --package /submission --scratch /tmp [--landlock [--user UID:GID]]
 
 The server imports torch and the other libraries the kit uses once, then waits
 for commands on its standard input. For each graded test it forks a worker: the
 worker confines itself (:mod:`confine`: no new processes, no signals to others,
-memory and file-size limits), makes ``import dlvc`` find the student's package
+no network, memory and file-size limits; with ``--landlock``, the unprivileged
+user first and then a Landlock view of the system, Python, the package and its
+own scratch folder), tells the server whether that worked (the server reports a
+worker that could not confine itself as the grader's fault, and it runs nothing),
+makes ``import dlvc`` find the student's package
 (:class:`PackageFinder`: nothing else of the submission can shadow a module),
 and then executes the calls the test sends, one at a time (:class:`Interpreter`). The server relays messages between grader and worker,
 and ends the worker when its time is up, when it prints too much or sends too
@@ -32,10 +36,12 @@ import importlib.abc
 import importlib.machinery
 import os
 import pickle
+import select
 import selectors
 import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -183,11 +189,13 @@ def _safe_text(error: BaseException) -> str:
 class Server:
     """Reads commands from ``commands`` (a binary stream), forks one worker at a time, relays its messages."""
 
-    def __init__(self, package_root: Path, scratch: Path, commands, events):
+    def __init__(self, package_root: Path, scratch: Path, commands, events, landlock: bool = False, user: tuple[int, int] | None = None):
         self.package_root = package_root
         self.scratch = scratch
         self.commands = commands
         self.events = events
+        self.landlock = landlock
+        self.user = user
         self.sessions = 0
 
     def serve(self) -> None:
@@ -206,14 +214,44 @@ class Server:
         self.sessions += 1
         scratch = self.scratch / f"session-{self.sessions}"
         scratch.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            os.chown(scratch, *self.user)
+            scratch.chmod(0o700)
         limits = command["limits"]
-        child = _fork_worker(self.package_root, scratch, limits, close=(self.commands.fileno(), self.events.fileno()))
-        wire.write_frame(self.events, {"event": "started", "pid": child.pid})
+        confinement = {"user": self.user, "landlock": self.landlock}
+        child = _fork_worker(self.package_root, scratch, limits, confinement, close=(self.commands.fileno(), self.events.fileno()))
         try:
+            problem = _confinement_problem(child)
+            if problem is not None:
+                wire.write_frame(self.events, {"event": "error", "message": problem})
+                return
+            wire.write_frame(self.events, {"event": "started", "pid": child.pid})
             _Relay(child, self.commands, self.events, limits).run()
         finally:
             child.kill()
             _empty(self.scratch, _mount_points())
+
+
+CONFINED = {"confined": True}
+"""The first frame of a worker that confined itself; anything else is why it could not."""
+CONFINEMENT_SECONDS = 60.0
+
+
+def _confinement_problem(child: "_Child") -> str | None:
+    """None once the worker reported that it confined itself, else what went wrong."""
+    deadline = time.monotonic() + CONFINEMENT_SECONDS
+    received = bytearray()
+    while time.monotonic() < deadline:
+        size = _frame_size(received)
+        if size is not None and len(received) >= size:
+            header, _ = wire.split_frame(bytes(received[:size]))
+            return None if header == CONFINED else f"the worker could not confine itself: {header.get('problem', header)}"
+        ready, _, _ = select.select([child.replies], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(child.replies, 1 << 16) if ready else b""
+        if ready and not chunk:
+            return "the worker ended before it confined itself"
+        received += chunk
+    return f"the worker did not confine itself within {CONFINEMENT_SECONDS:g} s"
 
 
 def _mount_points() -> set[Path]:
@@ -267,7 +305,7 @@ class _Child:
         return self.status
 
 
-def _fork_worker(package_root: Path, scratch: Path, limits: dict, close: tuple[int, ...]) -> _Child:
+def _fork_worker(package_root: Path, scratch: Path, limits: dict, confinement: dict, close: tuple[int, ...]) -> _Child:
     request_read, request_write = os.pipe()
     reply_read, reply_write = os.pipe()
     output_read, output_write = os.pipe()
@@ -283,26 +321,41 @@ def _fork_worker(package_root: Path, scratch: Path, limits: dict, close: tuple[i
         os.dup2(output_write, 2)
         os.close(output_write)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        _worker_main(package_root, scratch, limits, request_read, reply_write)
+        _worker_main(package_root, scratch, limits, confinement, request_read, reply_write)
     finally:
         os._exit(70)
 
 
-def _worker_main(package_root: Path, scratch: Path, limits: dict, requests: int, replies: int) -> None:
+STANDARD_FINDERS = (importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter, importlib.machinery.PathFinder)
+"""The import finders a worker keeps: an editable install's finder (which maps ``dlvc`` to the instructors'
+repository) and any other a library installed are dropped, so that only the student's package is ``dlvc``."""
+
+
+def _worker_main(package_root: Path, scratch: Path, limits: dict, confinement: dict, requests: int, replies: int) -> None:
     """The forked worker: confine, make the package importable, answer requests until told to stop."""
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
-    for warning in confine.confine(
-        confine.Limits(memory_bytes=int(limits["memory_bytes"]), file_bytes=int(limits["file_bytes"]))
-    ):
+    grader_folder = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [entry for entry in sys.path if entry != grader_folder and os.path.exists(entry)]
+    sys.meta_path[:] = [finder for finder in sys.meta_path if finder in STANDARD_FINDERS]
+    sys.meta_path.insert(0, PackageFinder(package_root))
+    view = confine.FileView(readable=(*confine.SYSTEM_PATHS, *_python_folders(), str(package_root), "/proc"), writable=(str(scratch),))
+    try:
+        warnings = confine.confine(
+            confine.Limits(memory_bytes=int(limits["memory_bytes"]), file_bytes=int(limits["file_bytes"])),
+            user=confinement["user"],
+            files=view if confinement["landlock"] else None,
+        )
+    except confine.ConfinementError as error:
+        wire.write_frame(open(replies, "wb", buffering=0, closefd=False), {"problem": str(error)})
+        os._exit(70)
+    wire.write_frame(open(replies, "wb", buffering=0, closefd=False), CONFINED)
+    for warning in warnings:
         print(f"grader: {warning}", file=sys.stderr)
     os.chdir(scratch)
-    os.environ["HOME"] = os.environ["TMPDIR"] = str(scratch)
-    grader_folder = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [entry for entry in sys.path if entry and entry != grader_folder]
-    # An editable install of the kit maps `dlvc` to the instructors' repository: only the student's counts here.
-    sys.meta_path[:] = [finder for finder in sys.meta_path if not type(finder).__module__.startswith("__editable__")]
-    sys.meta_path.insert(0, PackageFinder(package_root))
+    for name in ("HOME", "TMPDIR", "XDG_CACHE_HOME", "MPLCONFIGDIR"):
+        os.environ[name] = str(scratch)
+    tempfile.tempdir = None  # read TMPDIR again
     interpreter = Interpreter(package_root, scratch)
     with open(requests, "rb", buffering=0) as incoming, open(replies, "wb", buffering=0) as outgoing:
         while True:
@@ -311,6 +364,13 @@ def _worker_main(package_root: Path, scratch: Path, limits: dict, requests: int,
                 os._exit(0)
             reply, tensors = interpreter.handle(*frame)
             wire.write_frame(outgoing, reply, tensors)
+
+
+def _python_folders() -> list[str]:
+    """The Python installation: its prefixes and the folders it imports from (the standard library, site-packages)."""
+    folders = {sys.base_prefix, sys.prefix, sys.base_exec_prefix, sys.exec_prefix}
+    folders |= {entry for entry in sys.path if os.path.isdir(entry)}
+    return sorted(folders)
 
 
 class PackageFinder(importlib.abc.MetaPathFinder):
@@ -520,14 +580,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="the grader's fork server (started by dlvc grade, not by hand)")
     parser.add_argument("--package", type=Path, required=True, help="folder holding the student's dlvc/")
     parser.add_argument("--scratch", type=Path, required=True, help="folder for the workers' scratch folders")
+    parser.add_argument("--landlock", action="store_true", help="confine each worker with Landlock to Python, the package and its scratch")
+    parser.add_argument("--user", default=None, help="UID:GID that each worker becomes (the server runs as root)")
     args = parser.parse_args(argv)
+    user = tuple(int(number) for number in args.user.split(":")) if args.user else None
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _make_undumpable()
     commands = os.fdopen(os.dup(0), "rb", buffering=0)
     events = os.fdopen(os.dup(1), "wb")
     os.dup2(os.open(os.devnull, os.O_RDWR), 0)
     os.dup2(2, 1)
-    Server(args.package.resolve(), args.scratch.resolve(), commands, events).serve()
+    Server(args.package.resolve(), args.scratch.resolve(), commands, events, landlock=args.landlock, user=user).serve()
     return 0
 
 
