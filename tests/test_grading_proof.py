@@ -6,8 +6,10 @@ in its own part only), and the round trip of a handout: ``dlvc handout`` builds 
 with all its checks, it is unpacked as a student would, and its own ``dlvc submit``
 packs it twice, as built (zero points) and with the reference filled back in (full
 points).
-Assignment 1's class also holds hostile submissions, each of which must get exactly
-the points it earned: an infinite loop, a memory bomb, ``os._exit`` at import, a
+Hostile submissions are a class of their own, graded once in each sandbox mode
+(bubblewrap, and Landlock: as root with the unprivileged worker user, or as the
+ordinary user that runs the tests), and each must get exactly the points it earned
+there, the untouched stubs zero: an infinite loop, a memory bomb, ``os._exit`` at import, a
 segfault, a fork bomb, a print flood, a syntax error, a ``conftest.py`` that marks
 every test passed, monkeypatched ``torch.testing``, a forged ``results.json``, an
 ``mIoU()`` equal to everything, zips with ``../`` paths, a zip bomb, non-UTF-8
@@ -15,8 +17,8 @@ names, and code that tries to read the reference and the hidden tests, write
 outside its scratch folder and kill the grader. Three correct variants must keep
 full points: an ``mIoU()`` that returns a 0-d tensor or a numpy float, and a metric
 with private attributes and helper methods of its own. Afterwards nothing may have
-been written outside the output folder, and a restarted run must grade only what
-was missing and agree.
+been written outside the output folder. A restarted run must grade only what was
+missing and agree.
 """
 
 import json
@@ -36,10 +38,10 @@ import pytest
 from dlvc.course.manifest import available_assignments, load_manifest
 from dlvc.course.mutants import apply_mutant, load_mutants
 from dlvc.course.handout import handout_name
-from dlvc.course.isolation import bwrap_problem, choose_isolation
 from dlvc.course.notebook import read_notebook
 from dlvc.course.stubs import copy_package, fill_in, make_student_notebook
 from dlvc.course.submit import clean_environment
+from isolation_modes import SANDBOXES, require
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = [number for number in available_assignments() if (REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}" / "mutants").is_dir()]
@@ -48,7 +50,6 @@ MUTANTS = {number: load_mutants(REPOSITORY_ROOT / "tests" / "hidden" / f"assignm
 EVERY_MUTANT = [(number, mutant) for number in ASSIGNMENTS for mutant in MUTANTS[number]]
 TOKEN = uuid.uuid4().hex[:12]
 HIDDEN = "tests/hidden/assignment1/"
-SANDBOXED = choose_isolation()[0] == "bwrap"
 
 pytestmark = pytest.mark.slow
 
@@ -186,7 +187,7 @@ def non_utf8_names(folder):
 
 def tampered_folders(out: Path, submissions: Path) -> list[Path]:
     """Where the tampering submission tries to write (its sandbox's own /tmp is its scratch: allowed)."""
-    return [REPOSITORY_ROOT, out, out / "reference", submissions, Path("/var/tmp")]
+    return [REPOSITORY_ROOT, out, out / "reference", submissions, Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")]
 
 
 def snoop_and_tamper(folder, out: Path, submissions: Path):
@@ -282,7 +283,6 @@ class Hostile:
     fails: object
     reason: str = ""
     ungradable: bool = False
-    sandbox_only: bool = False
 
 
 HOSTILE = {
@@ -305,7 +305,8 @@ HOSTILE = {
     "zip-bomb": Hostile(zip_bomb, every_test, "zip bomb", ungradable=True),
     "non-utf8-names": Hostile(non_utf8_names, lambda g: set()),
     "package-missing": Hostile(package_missing, every_test, "no dlvc/ package folder", ungradable=True),
-    "snoop-and-tamper": Hostile(snoop_and_tamper, lambda g: set(), sandbox_only=True),
+    "snoop-and-tamper": Hostile(snoop_and_tamper, lambda g: set()),
+    "untouched-stubs": Hostile(stubs, every_test, "NotImplementedError"),
     "variant-miou-as-a-0d-tensor": Hostile(miou_as_a_0d_tensor, lambda g: set()),
     "variant-miou-as-a-numpy-float": Hostile(miou_as_a_numpy_float, lambda g: set()),
     "variant-metric-with-helpers-of-its-own": Hostile(metric_with_helpers_of_its_own, lambda g: set()),
@@ -391,11 +392,11 @@ def build_class(assignment: int, submissions: Path, out: Path) -> None:
         package = reference(submissions / f"mutant-{mutant.name}")
         apply_mutant(mutant, package)
         (package / "report.pdf").write_text("a report")
-    if assignment != 1:
-        return
+
+
+def build_hostile_class(submissions: Path, out: Path) -> None:
+    submissions.mkdir()
     for name, hostile in HOSTILE.items():
-        if hostile.sandbox_only and not SANDBOXED:
-            continue
         if hostile.build is snoop_and_tamper:
             snoop_and_tamper(submissions / f"hostile-{name}", out, submissions)
         else:
@@ -405,15 +406,27 @@ def build_class(assignment: int, submissions: Path, out: Path) -> None:
 
 
 def grade_class(assignment: int, base: Path, handout: Path) -> GradingRun:
-    """Build the class of ``assignment`` under ``base`` (with the round trip of ``handout``) and grade it, HOME and TMPDIR watched."""
+    """Build the class of ``assignment`` under ``base`` (with the round trip of ``handout``) and grade it."""
     submissions, out = base / "submissions", base / "grades"
     build_class(assignment, submissions, out)
     submitted = round_trip(handout, assignment, base, submissions)
+    return grade(assignment, base, submissions, out, submitted)
+
+
+def grade_hostile_class(base: Path, isolation: str) -> GradingRun:
+    """Build the hostile class under ``base`` and grade it with Assignment 1's suite in one isolation mode."""
+    submissions, out = base / "submissions", base / "grades"
+    build_hostile_class(submissions, out)
+    return grade(1, base, submissions, out, {}, ["--isolation", isolation])
+
+
+def grade(assignment: int, base: Path, submissions: Path, out: Path, submitted: dict, options=()) -> GradingRun:
+    """``dlvc grade`` on ``submissions``, HOME and TMPDIR watched, the repository and the submissions snapshotted."""
     watched = [base / "home", base / "tmp"]
     for folder in watched:
         folder.mkdir()
     environment = {**os.environ, "HOME": str(watched[0]), "TMPDIR": str(watched[1])}
-    command = [sys.executable, "-m", "dlvc.course.cli", "grade", str(submissions), "--assignment", str(assignment), "--out", str(out), "--jobs", "2", "--time-floor", "5"]
+    command = [sys.executable, "-m", "dlvc.course.cli", "grade", str(submissions), "--assignment", str(assignment), "--out", str(out), "--jobs", "2", "--time-floor", "5", *options]
     outside = [REPOSITORY_ROOT, submissions]
     before = snapshot(outside)
     result = subprocess.run(command, cwd=REPOSITORY_ROOT, env=environment, capture_output=True, text=True, timeout=3600)
@@ -439,8 +452,22 @@ def runs(tmp_path_factory, handouts):
 
 @pytest.fixture(scope="module")
 def grading(runs) -> GradingRun:
-    """Assignment 1's run, whose class holds the hostile submissions."""
+    """Assignment 1's run."""
     return runs(1)
+
+
+@pytest.fixture(scope="module")
+def hostile_runs(tmp_path_factory):
+    """``hostile_runs(mode)``: the hostile class graded in one isolation mode, once for the whole module."""
+    done = {}
+
+    def run(isolation: str) -> GradingRun:
+        require(isolation)
+        if isolation not in done:
+            done[isolation] = grade_hostile_class(tmp_path_factory.mktemp(f"hostile-{isolation}"), isolation)
+        return done[isolation]
+
+    return run
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -483,11 +510,13 @@ def test_mutant_loses_points_in_its_own_part_only(runs, assignment, mutant):
         assert "error of its own" not in message and "no verdict" not in message, f"{mutant.name}: {nodeid} reported {message!r}"
 
 
+@pytest.mark.isolation
+@pytest.mark.parametrize("isolation", SANDBOXES)
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_submission_gets_exactly_the_points_it_earned(grading, name):
+def test_hostile_submission_gets_exactly_the_points_it_earned(hostile_runs, isolation, name):
     hostile = HOSTILE[name]
-    if hostile.sandbox_only and not SANDBOXED:
-        pytest.skip(f"needs the bubblewrap sandbox: {bwrap_problem()}")
+    grading = hostile_runs(isolation)
+    assert f"isolation {isolation}" in grading.output, f"the run did not grade with {isolation}:\n{grading.output[-2000:]}"
     results = grading.results(f"hostile-{name}")
     expected = hostile.fails(grading.graded)
     assert grading.failed(f"hostile-{name}") == expected, (
@@ -502,7 +531,10 @@ def test_hostile_submission_gets_exactly_the_points_it_earned(grading, name):
         assert hostile.reason in shown, f"{name}: the feedback should give the reason {hostile.reason!r}; it says:\n{shown[:2000]}"
 
 
-def test_grading_writes_nothing_outside_its_output_folder(grading):
+@pytest.mark.isolation
+@pytest.mark.parametrize("isolation", SANDBOXES)
+def test_grading_the_hostile_class_writes_nothing_outside_its_output_folder(hostile_runs, isolation):
+    grading = hostile_runs(isolation)
     changed = {path for path in grading.outside_before.keys() | grading.outside_after.keys() if grading.outside_before.get(path) != grading.outside_after.get(path)}
     assert not changed, f"dlvc grade changed files outside --out: {sorted(changed)[:20]}"
     for folder in grading.watched:

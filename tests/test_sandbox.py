@@ -15,27 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlvc.course.isolation import SandboxError, bwrap_problem, choose_isolation, find_worker_user, landlock_problem
+from dlvc.course.isolation import SandboxError, choose_isolation, find_worker_user
 from dlvc.course.sandbox import Limits, Sandbox, StudentError, WorkerEnded
 from dlvc.course.stubs import copy_package
 from dlvc.course.worker import forward_and_gradients
 
+from isolation_modes import ISOLATIONS, SANDBOXES, require
+
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-ISOLATIONS = ["process", "landlock", "bwrap"]
-SANDBOXES = ["landlock", "bwrap"]
-REQUIRED = "DLVC_REQUIRE_ISOLATION"
-"""Space-separated isolation modes whose tests must run here: they fail rather than skip."""
-PROBLEMS = {"process": lambda: None, "landlock": landlock_problem, "bwrap": bwrap_problem}
-
-
-def require(isolation: str) -> None:
-    """Skip (or, where the mode is required, fail) a test of a mode that cannot run here."""
-    problem = PROBLEMS[isolation]()
-    if problem is None:
-        return
-    if isolation in os.environ.get(REQUIRED, "").split():
-        pytest.fail(f"{REQUIRED} names {isolation}, but {problem}")
-    pytest.skip(f"{isolation} cannot run here: {problem}")
+pytestmark = pytest.mark.isolation
 
 
 def refused(error: StudentError) -> bool:
@@ -256,7 +244,7 @@ def test_the_sandbox_has_no_network(walled):
     assert raised.value.is_a("OSError"), str(raised.value)
 
 
-def test_the_bubblewrap_sandbox_sees_only_its_own_processes(package, tmp_path_factory):
+def test_the_bwrap_sandbox_sees_only_its_own_processes(package, tmp_path_factory):
     with open_sandbox("bwrap", package, tmp_path_factory) as sandbox, sandbox.session("processes", seconds=30) as worker:
         pids = [name for name in worker.call("os:listdir", "/proc") if name.isdigit()]
     assert len(pids) <= 3, f"the worker sees processes {pids}: the fork server and itself at most"
