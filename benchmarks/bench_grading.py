@@ -28,9 +28,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dlvc.course import grade
-from dlvc.course.isolation import choose_isolation
-from dlvc.course.stubs import copy_package
+from dlvc.course.grader import grade
+from dlvc.course.grader.isolation import choose_isolation
+from dlvc.course.authoring.stubs import copy_package
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,9 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def isolated_seconds(submissions: Path, out: Path, args: argparse.Namespace, jobs: int) -> tuple[float, float]:
     """(set-up seconds, grading seconds) of one ``dlvc grade`` run."""
-    grade_args = argparse.Namespace(
-        submissions=[submissions], assignment=args.assignment, out=out, jobs=jobs, seed=args.seed, isolation=None, time_factor=10.0, time_floor=10.0
-    )
+    parser = argparse.ArgumentParser()
+    grade.add_arguments(parser)
+    grade_args = parser.parse_args([str(submissions), "--assignment", str(args.assignment), "--out", str(out), "--jobs", str(jobs), "--seed", str(args.seed)])
     started = time.perf_counter()
     grader = grade.ClassGrader(grade_args)
     try:

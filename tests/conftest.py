@@ -8,7 +8,7 @@ reference build. Subprocesses started by the tests see the same package through
 The graded suites in ``tests/hidden`` are different: they never import the
 package under test. ``pytest tests/hidden/assignment1 --impl PATH`` runs PATH's
 package in sandboxed workers while this process holds the reference build, which
-the graded tests compare with (:mod:`dlvc.course.graded`). So ``--impl`` cannot
+the graded tests compare with (:mod:`dlvc.course.grader.graded`). So ``--impl`` cannot
 mix the graded suites with the other tests in one run. The grading options are
 declared here, before anything imports ``dlvc``.
 """
@@ -30,7 +30,7 @@ def pytest_addoption(parser):
         default=None,
         help="folder holding the dlvc package to test (default: this repository's reference build)",
     )
-    group = parser.getgroup("dlvc grading", "the graded suites in tests/hidden (see dlvc/course/graded.py)")
+    group = parser.getgroup("dlvc grading", "the graded suites in tests/hidden (see dlvc/course/grader/graded.py)")
     group.addoption("--grading-seed", type=int, default=None, help="seed of every random input (default: a new one)")
     group.addoption("--isolation", default=None, choices=("auto", "bwrap", "landlock", "process", "in-process"), help="how student code is isolated")
     group.addoption("--worker-user", default=None, help="where the grader is root, the user Landlock workers become")
@@ -74,7 +74,7 @@ def pytest_configure(config):
     if Path(dlvc.__file__).resolve().parent != root / "dlvc":
         raise pytest.UsageError(f"imported dlvc from {dlvc.__file__}, expected it from {root / 'dlvc'}")
     if with_graded:
-        from dlvc.course import graded
+        from dlvc.course.grader import graded
 
         config.pluginmanager.register(graded, "dlvc-graded")
 
@@ -110,18 +110,12 @@ def handouts(tmp_path_factory):
     return build
 
 
-@pytest.fixture(scope="session", autouse=True)
-def worker_user_reaches_temporary_folders(tmp_path_factory):
-    """Where the tests run as root, Landlock workers become an unprivileged user (dlvc.course.isolation), who
-    must pass through the tests' temporary folders to the submissions and scratch folders in them and read the
-    submissions: pytest makes each one 0700, so as root the base folders are made 0711 (pass through, no
-    listing) and the tests' own folders 0755."""
+@pytest.fixture(scope="session")
+def _temporary_folders_open_to_the_worker_user(tmp_path_factory):
+    """As root, the tests' own temporary folders are made 0755 (pytest makes each one 0700); see below."""
     if os.geteuid() != 0:
         yield
         return
-    base = tmp_path_factory.getbasetemp()
-    for folder in (base.parent, base):
-        folder.chmod(0o711)
     original = pytest.TempPathFactory.mktemp
 
     def mktemp(self, basename, numbered=True):
@@ -132,3 +126,16 @@ def worker_user_reaches_temporary_folders(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pytest.TempPathFactory, "mktemp", mktemp)
         yield
+
+
+@pytest.fixture(autouse=True)
+def worker_user_reaches_temporary_folders(_temporary_folders_open_to_the_worker_user, tmp_path_factory):
+    """Where the tests run as root, Landlock workers become an unprivileged user (dlvc.course.grader.isolation),
+    who must pass through the tests' temporary folders to the submissions and scratch folders in them and read
+    the submissions. So as root the tests' own folders are 0755, and pytest's base folders 0711 (pass through, no
+    listing), set again before every test: a pytest run that a test starts makes them 0700 again."""
+    if os.geteuid() == 0:
+        base = tmp_path_factory.getbasetemp()
+        for folder in (base.parent, base):
+            folder.chmod(0o711)
+    yield

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from dlvc.course.isolation import bwrap_problem, landlock_problem
+from dlvc.course.grader.isolation import bwrap_problem, landlock_problem
 
 ISOLATIONS = ["process", "landlock", "bwrap"]
 SANDBOXES = ["landlock", "bwrap"]

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.autograder import build_autograder, requirements
-from dlvc.course.manifest import load_manifest
-from dlvc.course.mutants import apply_mutant, load_mutants
-from dlvc.course.stubs import copy_package
-from dlvc.course.submit import clean_environment
+from dlvc.course.authoring.autograder import build_autograder, requirements
+from dlvc.course.student.manifest import load_manifest
+from dlvc.course.authoring.mutants import apply_mutant, load_mutants
+from dlvc.course.authoring.stubs import copy_package
+from dlvc.course.student.submit import clean_environment
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = 3
@@ -48,7 +48,7 @@ def test_autograder_holds_the_scripts_at_its_top_and_they_are_executable(autogra
 
 def test_autograder_holds_the_grader_the_reference_and_only_this_assignments_suite(autograder):
     held = set(entries(autograder))
-    for needed in ("dlvc/course/grade.py", "dlvc/course/worker.py", "solutions/models/pspnet.py", "tests/conftest.py",
+    for needed in ("dlvc/course/grader/grade.py", "dlvc/course/sandboxed/worker.py", "solutions/models/pspnet.py", "tests/conftest.py",
                    "tests/hidden/modules.py", "tests/hidden/assignment3/test_decoder.py", "assignments/assignment3/assignment.toml"):
         assert needed in held, f"the autograder lacks {needed}"
     extra = [name for name in held if "/mutants/" in name or name.startswith(("tests/hidden/assignment1/", "tests/hidden/assignment2/", "tests/public/"))]

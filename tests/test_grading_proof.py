@@ -35,12 +35,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlvc.course.manifest import available_assignments, load_manifest
-from dlvc.course.mutants import apply_mutant, load_mutants
-from dlvc.course.handout import handout_name
-from dlvc.course.notebook import read_notebook
-from dlvc.course.stubs import copy_package, fill_in, make_student_notebook
-from dlvc.course.submit import clean_environment
+from dlvc.course.student.manifest import available_assignments, load_manifest
+from dlvc.course.authoring.mutants import apply_mutant, load_mutants
+from dlvc.course.authoring.handout import handout_name
+from dlvc.course.student.notebook import read_notebook
+from dlvc.course.authoring.stubs import copy_package, fill_in, make_student_notebook
+from dlvc.course.student.submit import clean_environment
 from isolation_modes import SANDBOXES, require
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]

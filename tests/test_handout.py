@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.archive import collect_files, write_zip
+from dlvc.course.student.archive import collect_files, write_zip
 from dlvc.course.cli import main
-from dlvc.course.handout import (
+from dlvc.course.authoring.handout import (
     SCRIPTS,
-    STUDENT_COURSE_MODULES,
     HandoutError,
     check_install,
     check_public_tests,
@@ -68,7 +67,8 @@ def test_handout_holds_nothing_of_the_solutions_the_hidden_tests_or_the_staff(ha
     held = names(handout)
     forbidden = [name for name in held if name.startswith(("solutions/", "tests/hidden/", "assignments/assignment1/", "assignments/assignment3/")) or "mutants" in name]
     assert not forbidden, f"the handout holds {forbidden}"
-    assert {name for name in held if name.startswith("dlvc/course/")} == {f"dlvc/course/{module}" for module in STUDENT_COURSE_MODULES}
+    student_tools = {f"dlvc/course/student/{path.name}" for path in (REPOSITORY_ROOT / "dlvc" / "course" / "student").glob("*.py")}
+    assert {name for name in held if name.startswith("dlvc/course/")} == {"dlvc/course/__init__.py", "dlvc/course/cli.py", *student_tools}
     assert {name for name in held if name.startswith("tests/")} == set(public_tests(ASSIGNMENT)), "only the public tests of Assignments 1 and 2"
 
 
@@ -128,10 +128,10 @@ def long_solution_lines(relative: str) -> list[str]:
 
 
 def test_leak_check_finds_staff_modules_and_hidden_tests(tree):
-    shutil.copyfile(REPOSITORY_ROOT / "dlvc" / "course" / "grade.py", tree / "dlvc" / "course" / "grade.py")
+    shutil.copytree(REPOSITORY_ROOT / "dlvc" / "course" / "grader", tree / "dlvc" / "course" / "grader")
     shutil.copytree(REPOSITORY_ROOT / "tests" / "hidden" / "assignment1", tree / "tests" / "hidden" / "assignment1")
     problems = leaks(tree)
-    assert any(problem.startswith("dlvc/course/grade.py: a staff module") for problem in problems), problems
+    assert any(problem.startswith("dlvc/course/grader/grade.py: a staff module") for problem in problems), problems
     assert any(problem.startswith("tests/hidden/assignment1/test_metric.py: the handout holds no tests/hidden/") for problem in problems), problems
 
 
@@ -167,7 +167,9 @@ def test_handout_names_the_files_that_differ_from_the_last_commit(tmp_path, caps
 
 @pytest.mark.slow
 def test_install_check_refuses_a_handout_whose_dlvc_offers_a_staff_command(tree, tmp_path):
-    shutil.copyfile(REPOSITORY_ROOT / "dlvc" / "course" / "stubs.py", tree / "dlvc" / "course" / "stubs.py")
+    (tree / "dlvc" / "course" / "authoring").mkdir()
+    for name in ("__init__.py", "stubs.py"):
+        shutil.copyfile(REPOSITORY_ROOT / "dlvc" / "course" / "authoring" / name, tree / "dlvc" / "course" / "authoring" / name)
     with pytest.raises(HandoutError, match="must offer submit and none of stubs"):
         check_install(tree, tmp_path / "work")
 

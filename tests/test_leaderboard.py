@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from dlvc.course.cli import main
-from dlvc.course.leaderboard import ENTRY_FILES
-from dlvc.course.stubs import copy_package
-from dlvc.course.submission import Limits, SubmissionError, stage
+from dlvc.course.grader.leaderboard import ENTRY_FILES
+from dlvc.course.authoring.stubs import copy_package
+from dlvc.course.grader.submission import Limits, SubmissionError, stage
 from dlvc.datasets.species import SPECIES_CLASSES
 from dlvc.datasets.synthetic import SyntheticPetSpecies
 from dlvc.metrics import SegMetrics

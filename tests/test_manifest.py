@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.grade import suite_problems
-from dlvc.course.manifest import ManifestError, available_assignments, load_manifest, parse_manifest
-from dlvc.course.handout import solution_sources
-from dlvc.course.stubs import find_regions
-from dlvc.course.verdicts import GradedTest
+from dlvc.course.grader.grade import suite_problems
+from dlvc.course.student.manifest import ManifestError, available_assignments, load_manifest, parse_manifest
+from dlvc.course.authoring.handout import solution_sources
+from dlvc.course.authoring.stubs import find_regions
+from dlvc.course.grader.verdicts import GradedTest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 GRADED = [number for number in available_assignments() if (REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}").is_dir()]

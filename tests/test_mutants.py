@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.manifest import available_assignments, load_manifest
-from dlvc.course.mutants import MutantError, apply_mutant, load_mutants, parse_mutant
-from dlvc.course.stubs import copy_package
+from dlvc.course.student.manifest import available_assignments, load_manifest
+from dlvc.course.authoring.mutants import MutantError, apply_mutant, load_mutants, parse_mutant
+from dlvc.course.authoring.stubs import copy_package
 from warm_pytest import run_all
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]

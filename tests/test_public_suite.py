@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.manifest import load_manifest
-from dlvc.course.notebook import read_notebook, write_notebook_module
-from dlvc.course.stubs import BEGIN_MARKER, find_regions, graded_notebooks, make_student_notebook, make_stub, solution_files
+from dlvc.course.student.manifest import load_manifest
+from dlvc.course.student.notebook import read_notebook, write_notebook_module
+from dlvc.course.authoring.stubs import BEGIN_MARKER, find_regions, graded_notebooks, make_student_notebook, make_stub, solution_files
 from warm_pytest import run_all
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from dlvc.course.manifest import load_manifest, parse_manifest
-from dlvc.course.reports import (
+from dlvc.course.student.manifest import load_manifest, parse_manifest
+from dlvc.course.grader.reports import (
     feedback_markdown,
     format_points,
     read_results,
@@ -17,7 +17,7 @@ from dlvc.course.reports import (
     write_class_reports,
     write_submission_reports,
 )
-from dlvc.course.verdicts import GradedTest, SubmissionResult, Verdict
+from dlvc.course.grader.verdicts import GradedTest, SubmissionResult, Verdict
 
 SEED = 1234
 MANIFEST = load_manifest(1)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlvc.course.isolation import SandboxError, choose_isolation, find_worker_user
-from dlvc.course.sandbox import Limits, Sandbox, StudentError, WorkerEnded
-from dlvc.course.stubs import copy_package
-from dlvc.course.worker import forward_and_gradients
+from dlvc.course.grader.isolation import SandboxError, choose_isolation, find_worker_user
+from dlvc.course.grader.sandbox import Limits, Sandbox, StudentError, WorkerEnded
+from dlvc.course.authoring.stubs import copy_package
+from dlvc.course.sandboxed.probes import forward_and_gradients
 
 from isolation_modes import ISOLATIONS, SANDBOXES, require
 
@@ -168,7 +168,7 @@ def walled(request, package, tmp_path_factory):
 
 @pytest.mark.parametrize(
     "path",
-    ["solutions/metrics.py", "tests/hidden/assignment1/test_metric.py", "dlvc/course/grade.py", "assignments/assignment1/assignment.toml"],
+    ["solutions/metrics.py", "tests/hidden/assignment1/test_metric.py", "dlvc/course/grader/grade.py", "assignments/assignment1/assignment.toml"],
 )
 def test_the_sandbox_shows_nothing_of_the_repository(walled, path):
     with walled.session("read", seconds=30) as worker:
@@ -270,16 +270,16 @@ def _cmdline_mentions(pid: str, text: str) -> bool:
 
 
 def test_a_required_sandbox_that_cannot_run_is_an_error(monkeypatch):
-    monkeypatch.setattr("dlvc.course.isolation._BWRAP_PROBLEM", ["bwrap is not installed"])
+    monkeypatch.setattr("dlvc.course.grader.isolation._BWRAP_PROBLEM", ["bwrap is not installed"])
     with pytest.raises(SandboxError, match="bwrap was required .* but bwrap is not installed"):
         choose_isolation("bwrap")
 
 
 def test_auto_falls_back_to_landlock_then_to_plain_processes_with_a_warning(monkeypatch):
-    monkeypatch.setattr("dlvc.course.isolation._BWRAP_PROBLEM", ["bwrap is not installed"])
-    monkeypatch.setattr("dlvc.course.isolation._LANDLOCK_PROBLEM", {None: None})
+    monkeypatch.setattr("dlvc.course.grader.isolation._BWRAP_PROBLEM", ["bwrap is not installed"])
+    monkeypatch.setattr("dlvc.course.grader.isolation._LANDLOCK_PROBLEM", {None: None})
     assert choose_isolation("auto") == ("landlock", None)
-    monkeypatch.setattr("dlvc.course.isolation._LANDLOCK_PROBLEM", {None: "the kernel has no Landlock"})
+    monkeypatch.setattr("dlvc.course.grader.isolation._LANDLOCK_PROBLEM", {None: "the kernel has no Landlock"})
     isolation, warning = choose_isolation("auto")
     assert isolation == "process" and "bwrap is not installed; the kernel has no Landlock" in warning
     assert "sudo apt-get install bubblewrap" in warning
@@ -317,3 +317,23 @@ def test_forward_and_gradients_differentiates_every_tensor_input_and_judges_a_tu
     assert result["argument_grads"][1] is None, "a number argument has no gradient"
     torch.testing.assert_close(result["parameter_grads"]["weight"], (3 * main * second * weights).sum())
 
+
+
+def test_the_sandboxed_side_imports_only_the_standard_library_torch_and_itself():
+    """Besides the libraries the fork server preloads for the student's code, and the student's own dlvc."""
+    import ast
+    import sys
+
+    from dlvc.course.sandboxed.worker import PRELOADED
+
+    folder = REPOSITORY_ROOT / "dlvc" / "course" / "sandboxed"
+    siblings = {path.stem for path in folder.glob("*.py")}
+    preloaded = {name.split(".")[0] for name in PRELOADED}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
+        relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+        others = imported - sys.stdlib_module_names - siblings - preloaded - {"torch", "dlvc"}
+        assert not others, f"{path.name} imports {others}: the sandboxed side may import the standard library and torch only"
+        assert relative <= {None} | siblings, f"{path.name} imports {relative} from the kit: the sandboxed side imports only its own files"

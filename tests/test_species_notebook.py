@@ -15,10 +15,10 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from dlvc.course.handout import leaks
-from dlvc.course.manifest import load_manifest
-from dlvc.course.notebook import NOTEBOOKS_PACKAGE, notebook_definitions, read_notebook, write_submitted_notebook_module
-from dlvc.course.stubs import BEGIN_MARKER, HIDDEN_CELL_TAG, make_student_notebook
+from dlvc.course.authoring.handout import leaks
+from dlvc.course.student.manifest import load_manifest
+from dlvc.course.student.notebook import NOTEBOOKS_PACKAGE, notebook_definitions, read_notebook, write_submitted_notebook_module
+from dlvc.course.authoring.stubs import BEGIN_MARKER, HIDDEN_CELL_TAG, make_student_notebook
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 RELATIVE = "assignments/assignment3/species.ipynb"

@@ -10,7 +10,7 @@ import pytest
 from pyflakes.api import check as pyflakes_check
 from pyflakes.reporter import Reporter
 
-from dlvc.course.stubs import MarkerError, find_regions, generate_stubs, make_stub, solution_files
+from dlvc.course.authoring.stubs import MarkerError, find_regions, generate_stubs, make_stub, solution_files
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 

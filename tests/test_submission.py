@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dlvc.course.submission import (
+from dlvc.course.grader.submission import (
     Limits,
     StagedSubmission,
     SubmissionError,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from dlvc.course.cli import main
-from dlvc.course.handout import lay_out
-from dlvc.course.manifest import load_manifest
-from dlvc.course.stubs import fill_in, find_regions, make_stub, solution_files
-from dlvc.course.submission import stage
-from dlvc.course.submit import remaining_stubs
+from dlvc.course.authoring.handout import lay_out
+from dlvc.course.student.manifest import load_manifest
+from dlvc.course.authoring.stubs import fill_in, find_regions, make_stub, solution_files
+from dlvc.course.grader.submission import stage
+from dlvc.course.student.submit import remaining_stubs
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 PDF = b"%PDF-1.4\n%%EOF\n"

@@ -22,7 +22,7 @@ import shlex
 import pytest
 
 from dlvc.course import cli
-from dlvc.course.manifest import available_assignments, load_manifest
+from dlvc.course.student.manifest import available_assignments, load_manifest
 from top_level_scripts import REPOSITORY_ROOT, import_script
 
 SYLLABUS = REPOSITORY_ROOT / "assignments" / "SYLLABUS.md"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from dlvc.course import wire
+from dlvc.course.sandboxed import wire
 
 
 def round_trip(value):

@@ -2,7 +2,7 @@
 
 A fresh ``python -m pytest`` per package spends most of its time importing torch.
 :func:`warm_pytest` starts the grader's warm runner without a ``dlvc`` of its own
-(:mod:`dlvc.course.runner`, ``--without-dlvc``), and each run is a fork of it that
+(:mod:`dlvc.course.grader.runner`, ``--without-dlvc``), and each run is a fork of it that
 imports the package under test, exactly as a fresh process would. :func:`run_all`
 calls many jobs, as many at a time as there are runners.
 """
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from dlvc.course.grade import SuiteRunner
+from dlvc.course.grader.grade import SuiteRunner
 
 Run = Callable[[list[str], str], tuple[int | None, str]]
 Result = TypeVar("Result")

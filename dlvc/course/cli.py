@@ -35,18 +35,34 @@ COMMANDS = {
     "autograder": "build the Gradescope autograder zip of an assignment",
     "leaderboard": "rank the class competition's saved models on a held-out split",
 }
+MODULES = {
+    "submit": "student.submit",
+    "stubs": "authoring.stubs",
+    "grade": "grader.grade",
+    "handout": "authoring.handout",
+    "autograder": "authoring.autograder",
+    "leaderboard": "grader.leaderboard",
+}
+"""Each command's module, under this package: the students' tools, the trusted grader, the authoring tools."""
 
 
 def available_commands() -> list[str]:
     """The commands whose module is present: all of them in the course repository, ``submit`` in a handout."""
-    return [name for name in COMMANDS if importlib.util.find_spec(f"{__package__}.{name}") is not None]
+    return [name for name in COMMANDS if _present(f"{__package__}.{MODULES[name]}")]
+
+
+def _present(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its subpackage (grader/, authoring/) is not there either
+        return False
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dlvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(available_commands()) + "}")
     for name in available_commands():
-        module = importlib.import_module(f"{__package__}.{name}")
+        module = importlib.import_module(f"{__package__}.{MODULES[name]}")
         command = commands.add_parser(name, help=COMMANDS[name], description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(command)
         command.set_defaults(run=module.run)

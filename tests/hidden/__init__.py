@@ -1,1 +1,1 @@
-"""The graded suites: never shipped to students (see dlvc/course/graded.py)."""
+"""The graded suites: never shipped to students (see dlvc/course/grader/graded.py)."""

@@ -14,9 +14,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from dlvc.course.expect import expect_tensor, fail
-from dlvc.course.sandbox import describe_call
-from dlvc.course.worker import forward_and_gradients
+from dlvc.course.grader.expect import expect_tensor, fail
+from dlvc.course.grader.sandbox import describe_call
+from dlvc.course.sandboxed.probes import forward_and_gradients
 
 OUTPUT_TOLERANCE = 1e-4
 GRADIENT_TOLERANCE = 1e-3

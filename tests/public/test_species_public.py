@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlvc.course.notebook import graded_notebook
+from dlvc.course.student.notebook import graded_notebook
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torchvision import tv_tensors
 
 from dlvc.constants import IGNORE_INDEX
-from dlvc.course.expect import expect_equal, expect_tensor, fail
-from dlvc.course.sandbox import describe_call
+from dlvc.course.grader.expect import expect_equal, expect_tensor, fail
+from dlvc.course.grader.sandbox import describe_call
 from dlvc.datasets import transforms as reference
 
 MODULE = "dlvc.datasets.transforms"

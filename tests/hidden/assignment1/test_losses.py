@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from dlvc.constants import IGNORE_INDEX
-from dlvc.course.expect import expect_tensor
-from dlvc.course.sandbox import describe_call
-from dlvc.course.worker import forward_and_gradients
+from dlvc.course.grader.expect import expect_tensor
+from dlvc.course.grader.sandbox import describe_call
+from dlvc.course.sandboxed.probes import forward_and_gradients
 from dlvc.losses import CrossEntropyLoss, FocalLoss, target_log_probs, weighted_pixel_mean
 
 STUDENT = "dlvc.losses"

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dlvc.constants import IGNORE_INDEX
-from dlvc.course.expect import expect_number, expect_raises, expect_tensor
-from dlvc.course.sandbox import describe_call
+from dlvc.course.grader.expect import expect_number, expect_raises, expect_tensor
+from dlvc.course.grader.sandbox import describe_call
 from dlvc.metrics import SegMetrics
 
 STUDENT_METRIC = "dlvc.metrics:SegMetrics"

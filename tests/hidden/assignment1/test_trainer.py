@@ -23,10 +23,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from dlvc.constants import IGNORE_INDEX
-from dlvc.course.expect import expect_equal, expect_number, expect_tensor, fail
-from dlvc.course.graded import derived_seed
-from dlvc.course.sandbox import WorkerError
-from dlvc.course.worker import CallRecorder, PixelAccuracyMetric, tiny_segmentation_net
+from dlvc.course.grader.expect import expect_equal, expect_number, expect_tensor, fail
+from dlvc.course.grader.graded import derived_seed
+from dlvc.course.grader.sandbox import WorkerError
+from dlvc.course.sandboxed.probes import CallRecorder, PixelAccuracyMetric, tiny_segmentation_net
 from dlvc.trainer import ImgSemSegTrainer
 
 NUM_EPOCHS = 3

@@ -8,8 +8,8 @@ must equal the reference's, with the reduction (sr_ratio > 1) and without it.
 import pytest
 import torch
 
-from dlvc.course.expect import fail
-from dlvc.course.sandbox import describe_call
+from dlvc.course.grader.expect import fail
+from dlvc.course.grader.sandbox import describe_call
 from dlvc.models.mit_transformer import EfficientSelfAttention
 
 from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student

@@ -10,9 +10,9 @@ mode, stochastic depth draws from one seed on both sides.
 import pytest
 import torch
 
-from dlvc.course.expect import fail
-from dlvc.course.sandbox import describe_call
-from dlvc.course.worker import with_stand_in_attention
+from dlvc.course.grader.expect import fail
+from dlvc.course.grader.sandbox import describe_call
+from dlvc.course.sandboxed.probes import with_stand_in_attention
 from dlvc.models.mit_transformer import Block
 
 from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_module, with_reference_weights

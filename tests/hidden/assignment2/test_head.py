@@ -10,8 +10,8 @@ each stage at its own resolution.
 import pytest
 import torch
 
-from dlvc.course.expect import fail
-from dlvc.course.sandbox import describe_call
+from dlvc.course.grader.expect import fail
+from dlvc.course.grader.sandbox import describe_call
 from dlvc.models.segformer_head import SegFormerHead
 
 from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student

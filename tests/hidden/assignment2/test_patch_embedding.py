@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from dlvc.course.expect import expect_equal, expect_tensor, fail
-from dlvc.course.sandbox import describe_call
+from dlvc.course.grader.expect import expect_equal, expect_tensor, fail
+from dlvc.course.grader.sandbox import describe_call
 from dlvc.models.mit_transformer import OverlapPatchEmbed
 
 from ..modules import OUTPUT_TOLERANCE, describe_module, expect_train_gradients, reference_and_student

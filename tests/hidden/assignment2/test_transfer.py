@@ -13,8 +13,8 @@ from functools import partial
 import pytest
 import torch
 
-from dlvc.course.expect import expect_equal, expect_tensor, fail
-from dlvc.course.worker import transfer_net
+from dlvc.course.grader.expect import expect_equal, expect_tensor, fail
+from dlvc.course.sandboxed.probes import transfer_net
 
 from ..modules import reference_module
 

@@ -13,8 +13,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from dlvc.course.expect import fail
-from dlvc.course.sandbox import describe_value
+from dlvc.course.grader.expect import fail
+from dlvc.course.grader.sandbox import describe_value
 
 from ..modules import describe_module, reference_module
 

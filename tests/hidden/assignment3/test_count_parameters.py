@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from dlvc.course.expect import expect_number
+from dlvc.course.grader.expect import expect_number
 from dlvc.models.pspnet import count_parameters
 
 from .common import Layer, build, build_here, builder_in, describe_layers, draw

@@ -13,7 +13,7 @@ must equal the reference's.
 import pytest
 import torch
 
-from dlvc.course.sandbox import describe_call
+from dlvc.course.grader.sandbox import describe_call
 from dlvc.models.pspnet import PSPDecoder
 
 from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student

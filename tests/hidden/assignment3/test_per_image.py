@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from dlvc.constants import IGNORE_INDEX
-from dlvc.course.expect import expect_number, expect_tensor, fail
-from dlvc.course.sandbox import describe_call
+from dlvc.course.grader.expect import expect_number, expect_tensor, fail
+from dlvc.course.grader.sandbox import describe_call
 from dlvc.metrics import average_over_classes, per_image_counts, per_image_iou, per_image_recall
 
 STUDENT = "dlvc.metrics"

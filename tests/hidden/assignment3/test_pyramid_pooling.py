@@ -11,8 +11,8 @@ reference's on maps larger than every bin, so that every bin is resized up.
 import pytest
 import torch
 
-from dlvc.course.expect import expect_tensor, fail
-from dlvc.course.sandbox import describe_call, describe_value
+from dlvc.course.grader.expect import expect_tensor, fail
+from dlvc.course.grader.sandbox import describe_call, describe_value
 from dlvc.models.pspnet import PyramidPooling
 
 from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student

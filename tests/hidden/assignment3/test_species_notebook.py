@@ -2,7 +2,7 @@
 
 The grader takes the imports, functions, classes and constants of the submitted
 notebook's code cells (``notebooks/species.py`` beside the package, see
-:mod:`dlvc.course.notebook`) and calls ``count_pixels`` and ``hardest_images`` in a
+:mod:`dlvc.course.student.notebook`) and calls ``count_pixels`` and ``hardest_images`` in a
 sandboxed worker on random masks and per-image scores drawn for this grading run; their
 results must equal those of the solution notebook's functions.
 """
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from dlvc.constants import IGNORE_INDEX
-from dlvc.course.expect import expect_tensor, fail
-from dlvc.course.notebook import load_notebook_module
-from dlvc.course.sandbox import describe_call
+from dlvc.course.grader.expect import expect_tensor, fail
+from dlvc.course.student.notebook import load_notebook_module
+from dlvc.course.grader.sandbox import describe_call
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 REFERENCE = load_notebook_module(REPOSITORY_ROOT / "assignments" / "assignment3" / "species.ipynb")

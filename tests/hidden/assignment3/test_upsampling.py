@@ -11,7 +11,7 @@ must equal the reference's on small non-square maps.
 import pytest
 import torch
 
-from dlvc.course.sandbox import describe_call
+from dlvc.course.grader.sandbox import describe_call
 from dlvc.models.pspnet import Upsampling
 
 from ..modules import describe_module, expect_eval_outputs, expect_train_gradients, reference_and_student

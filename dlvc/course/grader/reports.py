@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .manifest import Manifest, SubmissionFile
+from ..student.manifest import Manifest, SubmissionFile
 from .verdicts import SubmissionResult, Verdict
 
 RESULTS_NAME = "results.json"

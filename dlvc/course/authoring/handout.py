@@ -9,7 +9,7 @@ The zip holds one folder, ``dlvc-assignment<N>/``, with
   students' part of ``dlvc/course`` (``dlvc submit``);
 - ``assignments/assignment<N>/``: the assignment's text and manifest, and its
   notebooks as students get them (solution regions stubbed, the cells tagged
-  ``hidden`` removed, outputs cleared: :func:`~dlvc.course.stubs.make_student_notebook`);
+  ``hidden`` removed, outputs cleared: :func:`~dlvc.course.authoring.stubs.make_student_notebook`);
 - the scripts (``train.py``, ``train_segformer.py``, ``viz_pets.py``, ``compare_finetuning.py``);
 - ``tests/public/``: the public tests of Assignments 1 to N (each assignment builds on
   the code of the ones before);
@@ -29,7 +29,7 @@ staff's commands. Before the zip is written, the folder it is made from is check
    Assignments 1 to N (so nothing the tests need is missing from the handout).
 
 A failed check writes nothing and says what leaked or broke. The zip is
-reproducible (:mod:`dlvc.course.archive`): built twice from one commit, it is the
+reproducible (:mod:`dlvc.course.student.archive`): built twice from one commit, it is the
 same bytes.
 """
 
@@ -47,16 +47,17 @@ from string import Template
 
 import nbformat
 
-from .archive import collect_files, output_folder, write_zip
-from .manifest import ManifestError, available_assignments, load_manifest
-from .notebook import read_notebook
+from ..student.archive import collect_files, output_folder, write_zip
+from ..student.manifest import ManifestError, available_assignments, load_manifest
+from ..student.notebook import read_notebook
 from .stubs import BEGIN_MARKER, MarkerError, find_regions, generate_stubs, graded_notebooks, make_student_notebook, solution_files
-from .submit import clean_environment, junit_outcomes, remaining_stubs, run_public_tests, todo_order
+from ..student.submit import clean_environment, junit_outcomes, remaining_stubs, run_public_tests, todo_order
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = Path("assignments") / "handout"
 SCRIPTS = ("train.py", "train_segformer.py", "viz_pets.py", "compare_finetuning.py")
-STUDENT_COURSE_MODULES = ("__init__.py", "archive.py", "cli.py", "manifest.py", "notebook.py", "submit.py")
+STUDENT_COURSE = ("__init__.py", "cli.py", "student")
+"""What of dlvc/course a handout holds: the package, the `dlvc` command and the students' tools (student/)."""
 STAFF_COMMANDS = ("stubs", "grade", "handout", "autograder", "leaderboard")
 STUDENT_TEST_DEPENDENCIES = ("pytest",)
 FORBIDDEN = ("solutions/", "tests/hidden/", "tests/conftest.py", "mutants/", ".git/", ".grading/")
@@ -158,7 +159,7 @@ def _package_ignore(root: Path):
     def ignore(folder: str, names: list[str]) -> list[str]:
         ignored = CACHES(folder, names)
         if Path(folder).resolve() == course:
-            ignored |= {name for name in names if name not in STUDENT_COURSE_MODULES}
+            ignored |= {name for name in names if name not in STUDENT_COURSE}
         return ignored
 
     return ignore
@@ -269,8 +270,8 @@ def leaks(tree: Path, root: Path = REPOSITORY_ROOT) -> list[str]:
     """
     files = collect_files(tree)
     problems = [f"{name}: the handout holds no {prefix}" for name in files for prefix in FORBIDDEN if name.startswith(prefix) or f"/{prefix}" in f"/{name}"]
-    course = sorted(name for name in files if name.startswith("dlvc/course/") and name.removeprefix("dlvc/course/") not in STUDENT_COURSE_MODULES)
-    problems += [f"{name}: a staff module (dlvc/course holds {', '.join(STUDENT_COURSE_MODULES)} only)" for name in course]
+    course = sorted(name for name in files if name.startswith("dlvc/course/") and name.removeprefix("dlvc/course/").split("/")[0] not in STUDENT_COURSE)
+    problems += [f"{name}: a staff module (dlvc/course holds {', '.join(STUDENT_COURSE)} only)" for name in course]
     secret = solution_lines(root)
     for name, path in files.items():
         try:

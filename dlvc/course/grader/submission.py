@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from .manifest import MAX_FILE_BYTES
+from ..student.manifest import MAX_FILE_BYTES
 
 PACKAGE = "dlvc"
 UNPACKED_DIRNAME = "unpacked"

@@ -2,7 +2,7 @@
 
 Every function takes ``what``: the call and output being checked, in the
 student's words (``"SegMetrics.update(int64 (2, 16, 16), int64 (2, 16, 16)), then
-.confusion_matrix"``). A failure raises :class:`~dlvc.course.graded.GradingFailure`
+.confusion_matrix"``). A failure raises :class:`~dlvc.course.grader.graded.GradingFailure`
 saying which output differs, where first, and by how much; the expected value of
 this run may be shown (the inputs change with every grading run), the test's
 source and the reference's code never are.
@@ -15,7 +15,7 @@ import torch
 
 from .graded import GradingFailure
 from .sandbox import Remote, StudentError, describe_value
-from .wire import Number
+from ..sandboxed.wire import Number
 
 SHOWN_VALUES = 6
 """Values of a small output shown in full in a message."""

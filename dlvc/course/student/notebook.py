@@ -31,7 +31,7 @@ NOTEBOOKS_PACKAGE = "notebooks"
 NOTEBOOK_VERSION = 4
 CELL_HEADER = re.compile(r"^# cell \d+$")
 """The comment :func:`notebook_definitions` writes above the definitions of each cell."""
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 """The folder holding the ``dlvc/`` this module belongs to."""
 
 

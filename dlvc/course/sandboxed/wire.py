@@ -13,7 +13,7 @@ tensor of the body (plain CPU tensors; ``"kind"`` remembers an ``Image`` or
 ``{"$scratch": name}`` for a path in the worker's scratch folder. The body is read
 with ``torch.load(weights_only=True)``, which rebuilds tensors and nothing else.
 
-This file runs on both sides: imported as ``dlvc.course.wire`` by the grader, and
+This file runs on both sides: imported as ``dlvc.course.sandboxed.wire`` by the grader, and
 as the top-level module ``wire`` inside the sandbox, where ``dlvc`` is the
 student's package. So it imports the standard library and torch only.
 """

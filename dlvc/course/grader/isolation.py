@@ -5,13 +5,13 @@ This module imports only the standard library (no torch), so that choosing costs
 the trusted process nothing. The modes, strongest first:
 
 - ``bwrap``: bubblewrap's namespaces; the worker sees only its submission, the
-  system and Python (see :func:`dlvc.course.sandbox.bwrap_command`);
+  system and Python (see :func:`dlvc.course.grader.sandbox.bwrap_command`);
 - ``landlock``: no namespaces (Gradescope's and Docker's containers refuse them);
   the kernel's Landlock lets the worker open only the system, Python, its
   submission and its scratch folder, and where the grader runs as root the worker
-  becomes an unprivileged user first (:mod:`dlvc.course.confine`);
+  becomes an unprivileged user first (:mod:`dlvc.course.sandboxed.confine`);
 - ``process``: plain worker processes with the limits and the seccomp filter of
-  :mod:`dlvc.course.confine` only, and a loud warning;
+  :mod:`dlvc.course.sandboxed.confine` only, and a loud warning;
 - ``in-process``: the benchmark's baseline, for the reference build only.
 
 ``auto`` (the default, or ``$DLVC_SANDBOX``) picks the strongest that works. In
@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .confine import SYSTEM_PATHS, become_user, landlock_abi, seccomp_supported
+from ..sandboxed.confine import SYSTEM_PATHS, become_user, landlock_abi, seccomp_supported
 
 ISOLATIONS = ("auto", "bwrap", "landlock", "process", "in-process")
 SANDBOX_ENV = "DLVC_SANDBOX"

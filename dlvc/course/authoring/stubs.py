@@ -27,10 +27,10 @@ from pathlib import Path
 
 import nbformat
 
-from .manifest import available_assignments, load_manifest
-from .notebook import read_notebook, write_notebook_module
+from ..student.manifest import available_assignments, load_manifest
+from ..student.notebook import read_notebook, write_notebook_module
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 
 BEGIN_MARKER = "# BEGIN SOLUTION"
 END_MARKER = "# END SOLUTION"

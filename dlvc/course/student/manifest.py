@@ -42,7 +42,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 ASSIGNMENTS_DIRNAME = "assignments"
 MANIFEST_NAME = "assignment.toml"
 PART_ID = re.compile(r"^[a-z][a-z0-9_-]*$")

@@ -9,7 +9,7 @@ student's package only through a sandboxed worker::
 
 Fixtures:
 
-- ``worker``: a fresh :class:`~dlvc.course.sandbox.Session` for the test (one
+- ``worker``: a fresh :class:`~dlvc.course.grader.sandbox.Session` for the test (one
   worker process), with the test's time limit;
 - ``sessions``: opens more sessions under other keys (a module-wide training run);
 - ``rng``: a ``torch.Generator`` seeded from the grading run's seed and the test's
@@ -46,19 +46,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from .manifest import ManifestError, load_manifest
+from ..student.manifest import ManifestError, load_manifest
 from .isolation import SandboxError, choose_isolation
 from .sandbox import Limits, Sandbox, WorkerError
-from .stubs import copy_package
+from ..authoring.stubs import copy_package
 from .verdicts import GradedTest
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 UNCALIBRATED_SECONDS = 120.0
 """A session's time limit when no calibration is given."""
 VERDICT = pytest.StashKey[dict]()
 """An item's graded test and, once it ran, its outcome."""
 ISOLATION = pytest.StashKey[tuple]()
-"""The run's isolation and the warning that goes with it (see :func:`~dlvc.course.isolation.choose_isolation`)."""
+"""The run's isolation and the warning that goes with it (see :func:`~dlvc.course.grader.isolation.choose_isolation`)."""
 
 
 class GradingFailure(AssertionError):

@@ -9,7 +9,7 @@ A test whose verdict never arrived is a failed verdict with the reason
 
 from dataclasses import dataclass, field
 
-from .manifest import Manifest, SubmissionFile
+from ..student.manifest import Manifest, SubmissionFile
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ sandbox and calibration a TA runs on a class) and copies its ``results.json`` to
 still appears, with zero points and an output that says the fault is the
 autograder's, so the student knows to ask.
 
-``python -m dlvc.course.autograder --root ROOT`` is the grading side; ``ROOT`` is
+``python -m dlvc.course.authoring.autograder --root ROOT`` is the grading side; ``ROOT`` is
 ``/autograder`` on Gradescope and any folder laid out like it in a test.
 """
 
@@ -32,13 +32,13 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from . import grade
-from .archive import collect_files, output_folder, write_zip
+from ..grader import grade
+from ..student.archive import collect_files, output_folder, write_zip
 from .handout import extra_pins, requirement_name
-from .manifest import ManifestError, available_assignments, load_manifest
-from .submission import submission_name
+from ..student.manifest import ManifestError, available_assignments, load_manifest
+from ..grader.submission import submission_name
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = Path("assignments") / "autograder"
 SCRIPTS = ("setup.sh", "run_autograder")
 TORCH_PACKAGES = ("torch", "torchvision")

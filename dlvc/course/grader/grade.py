@@ -15,9 +15,9 @@ What happens, in order:
    (``--time-factor`` times as long, at least ``--time-floor`` seconds), so a slow
    machine does not fail correct code.
 4. Submissions are graded ``--jobs`` at a time. Each one is unpacked and staged
-   safely (:mod:`dlvc.course.submission`), the definitions of its notebooks are taken
-   from their code cells (:mod:`dlvc.course.notebook`), and it is graded by a pytest run of its own
-   (forked from a warm runner, :mod:`dlvc.course.runner`) with ``--impl`` on the
+   safely (:mod:`dlvc.course.grader.submission`), the definitions of its notebooks are taken
+   from their code cells (:mod:`dlvc.course.student.notebook`), and it is graded by a pytest run of its own
+   (forked from a warm runner, :mod:`dlvc.course.grader.runner`) with ``--impl`` on the
    staged package: the student's code runs in that run's sandboxed workers only. A test that sends no verdict scores
    zero, with the reason.
 5. Per submission ``OUT/<name>/results.json`` (Gradescope's format) and
@@ -41,15 +41,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .manifest import Manifest, ManifestError, load_manifest
-from .notebook import write_submitted_notebook_module
+from ..student.manifest import Manifest, ManifestError, load_manifest
+from ..student.notebook import write_submitted_notebook_module
 from .reports import read_results, summary_lines, write_class_reports, write_submission_reports
 from .isolation import SandboxError, add_isolation_arguments, choose_isolation
-from .stubs import copy_package
+from ..authoring.stubs import copy_package
 from .submission import SubmissionError, find_package_root, stage, submission_name
 from .verdicts import GradedTest, SubmissionResult, Verdict, missing_verdict
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 WORK_DIRNAME = ".grading"
 STARTUP_SECONDS = 300.0
 """Time a submission's pytest process gets on top of its tests' limits (imports, the sandbox's start)."""
@@ -303,12 +303,12 @@ class ClassGrader:
 
 
 class SuiteRunner:
-    """A warm runner process (:mod:`dlvc.course.runner`): runs the suite once per request, in a fork."""
+    """A warm runner process (:mod:`dlvc.course.grader.runner`): runs the suite once per request, in a fork."""
 
     def __init__(self, environment: dict[str, str], log: Path, with_dlvc: bool = True):
         """``with_dlvc=False``: the runner imports the libraries only, so each run may import a dlvc of its own."""
         runner = Path(__file__).resolve().parent / "runner.py"
-        command = [sys.executable, "-m", "dlvc.course.runner"] if with_dlvc else [sys.executable, str(runner), "--without-dlvc"]
+        command = [sys.executable, "-m", "dlvc.course.grader.runner"] if with_dlvc else [sys.executable, str(runner), "--without-dlvc"]
         with open(log, "a") as output:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,

@@ -2,7 +2,7 @@
 
 Importing torch and collecting the graded suite takes the grader's own process
 about as long as most submissions' tests. ``dlvc grade`` therefore starts one
-runner per job (``python -m dlvc.course.runner``); the runner imports what every
+runner per job (``python -m dlvc.course.grader.runner``); the runner imports what every
 run needs and then, for each request on its standard input (one JSON line: the
 pytest arguments, the environment, the log file, a time limit), forks a child
 that runs ``pytest.main`` and reports the child's exit status on its standard
@@ -11,7 +11,7 @@ the student's code runs in the suite's sandboxed workers, as always.
 
 A child that outlives its time limit is killed, and the reply says so.
 
-``python dlvc/course/runner.py --without-dlvc`` (the file, so that no ``dlvc`` is
+``python dlvc/course/grader/runner.py --without-dlvc`` (the file, so that no ``dlvc`` is
 imported to find it) warms the libraries only, so that each run may import a
 ``dlvc`` package of its own (``pytest tests/public --impl FOLDER``): the kit's tests
 run the public tests on every mutant and every stub that way.
@@ -34,7 +34,7 @@ WARM_LIBRARIES = (
     "torch.utils.tensorboard",
     "pytest",
 )
-WARM_PACKAGE = ("dlvc", "dlvc.course.graded")
+WARM_PACKAGE = ("dlvc", "dlvc.course.grader.graded")
 
 
 def serve(requests, replies) -> None:

@@ -73,13 +73,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import SegMetrics
+from ...metrics import SegMetrics
 from .grade import REPOSITORY_ROOT, GradeError, find_submissions
 from .reports import RESULTS_NAME, _cell, _write_atomically, read_results
 from .isolation import SandboxError, add_isolation_arguments, choose_isolation
 from .sandbox import Limits, Sandbox, WorkerError, describe_value
 from .submission import SubmissionError, stage, submission_name
-from .worker import PROBE_PREFIX
+from ..sandboxed.probes import PROBE_PREFIX
 
 MAX_CHANNELS, MAX_UPSAMPLING_STAGES = 4096, 5
 """The widest decoder and the most upsampling stages a model.json may ask for."""
@@ -221,9 +221,9 @@ def hidden_folders(out: Path, sources: list[Path], data_root: Path | None) -> tu
 def load_split(args: argparse.Namespace) -> HeldOutSplit:
     """The split of the arguments, in batches; LeaderboardError with the dataset's own message when it cannot be read."""
     # Imported here: the datasets bring torchvision, and every `dlvc` command imports this module.
-    from ..datasets.species import SPECIES_CLASSES, PetSpecies
-    from ..datasets.synthetic import SyntheticPetSpecies
-    from ..datasets.transforms import eval_transforms
+    from ...datasets.species import SPECIES_CLASSES, PetSpecies
+    from ...datasets.synthetic import SyntheticPetSpecies
+    from ...datasets.transforms import eval_transforms
 
     settings = {"split": args.split, "image_size": args.image_size}
     try:
@@ -287,7 +287,7 @@ def read_model_json(path: Path, num_classes: int) -> dict:
     decoder's widths, ``decoder_channels`` (an int) and ``upsampling_channels`` (a list
     of ints), as the Assignment 3 notebook writes them.
     """
-    from ..models.pspnet import ENCODERS  # the reference's list of encoders (imported here: it brings torchvision)
+    from ...models.pspnet import ENCODERS  # the reference's list of encoders (imported here: it brings torchvision)
 
     expected = (
         f'expected {{"model": "{MODEL}", "arch": one of {", ".join(sorted(ENCODERS))}, "num_classes": {num_classes}}}, '

@@ -9,7 +9,7 @@ submission's :class:`Sandbox` and asks for calls::
         matrix = metric.get("confusion_matrix")      # a tensor, copied out of the worker
 
 Each session is a fresh worker process forked by the submission's fork server
-(:mod:`dlvc.course.worker`). In the ``bwrap`` isolation the server lives inside a
+(:mod:`dlvc.course.sandboxed.worker`). In the ``bwrap`` isolation the server lives inside a
 bubblewrap sandbox: its own user, mount, PID and network namespaces, the system and
 Python read-only, the student's package read-only at ``/submission``, a small
 scratch tmpfs, nothing of the grader's repository, its outputs or other
@@ -17,7 +17,7 @@ submissions. In the ``landlock`` isolation (no namespaces: Gradescope, Docker) t
 server is a plain process and each worker confines itself with Landlock to the same
 view, the paths being the machine's own, after becoming an unprivileged user where
 the grader is root. In the ``process`` isolation workers have the limits and the
-seccomp filter only, and the grader says so (:mod:`dlvc.course.isolation`). Values come back through :mod:`dlvc.course.wire`: tensors, numbers,
+seccomp filter only, and the grader says so (:mod:`dlvc.course.grader.isolation`). Values come back through :mod:`dlvc.course.sandboxed.wire`: tensors, numbers,
 strings, lists and dicts; any other object stays in the worker as a
 :class:`Remote` handle.
 
@@ -39,12 +39,12 @@ from pathlib import Path
 
 import torch
 
-from . import wire
+from ..sandboxed import wire
 from .isolation import ISOLATIONS, SYSTEM_PATHS, SandboxError, find_worker_user, namespace_flags, python_roots, system_binds, unreachable
-from .worker import CONFINEMENT_SECONDS, Interpreter
+from ..sandboxed.worker import CONFINEMENT_SECONDS, Interpreter
 
-GRADER_FILES = ("worker.py", "wire.py", "confine.py")
-"""The grader's files the sandbox sees (at /grader): the fork server and what it imports."""
+SANDBOXED = Path(__file__).resolve().parents[1] / "sandboxed"
+"""The sandboxed side of the grader: the fork server and what it imports (the standard library and torch only)."""
 STARTUP_SECONDS = 300.0
 """How long the fork server may take to import torch and the kit's libraries."""
 GRACE_SECONDS = 10.0
@@ -133,9 +133,7 @@ def bwrap_command(package_root: Path, scratch_bytes: int, hidden: tuple[Path, ..
     for root in roots:
         if not any(_inside(root, other) for other in bound):
             command += ["--ro-bind", str(root), str(root)]
-    grader = Path(__file__).resolve().parent
-    for name in GRADER_FILES:
-        command += ["--ro-bind", str(grader / name), f"/grader/{name}"]
+    command += ["--ro-bind", str(SANDBOXED), "/grader"]
     command += ["--ro-bind", str(Path(package_root).resolve()), "/submission", "--proc", "/proc", "--dev", "/dev"]
     # The sandbox's root is a tmpfs holding the folders made for the binds above: read-only, so /tmp is the only place to write.
     command += ["--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
@@ -155,7 +153,7 @@ def check_hidden(hidden: tuple[Path, ...], readable: list[Path]) -> None:
 
 def process_command(package_root: Path, scratch: Path) -> list[str]:
     """The command that starts the fork server as a plain process (``process`` and ``landlock`` isolation)."""
-    worker = Path(__file__).resolve().parent / "worker.py"
+    worker = SANDBOXED / "worker.py"
     return [sys.executable, "-I", "-B", str(worker), "--package", str(Path(package_root).resolve()), "--scratch", str(scratch)]
 
 
@@ -192,7 +190,7 @@ class Sandbox:
         scratch: where plain worker processes keep their scratch folders (a temporary
             folder by default); inside bubblewrap the scratch is a tmpfs.
         worker_user: whom ``landlock`` workers become where the grader is root
-            (:func:`~dlvc.course.isolation.find_worker_user`; None: the default).
+            (:func:`~dlvc.course.grader.isolation.find_worker_user`; None: the default).
     """
 
     def __init__(

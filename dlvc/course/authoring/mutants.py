@@ -19,7 +19,7 @@ from the reference build (``dlvc/`` with ``solutions/`` laid over it), make the
 mistake, and write ``diff -u a/dlvc/<file> b/dlvc/<file>`` under the header into
 ``tests/hidden/assignment<N>/mutants/<name>.diff``. A mistake in a notebook's TODO
 patches the notebook's definitions as the reference build holds them,
-``notebooks/<name>.py`` (:func:`~dlvc.course.stubs.copy_package` writes it). ``make
+``notebooks/<name>.py`` (:func:`~dlvc.course.authoring.stubs.copy_package` writes it). ``make
 test`` grades every mutant and runs the public tests on it.
 
 Patches are applied by matching each hunk's old lines exactly (line numbers are
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from .notebook import CELL_HEADER, NOTEBOOKS_PACKAGE, read_notebook
+from ..student.notebook import CELL_HEADER, NOTEBOOKS_PACKAGE, read_notebook
 
 HEADER_FIELDS = ("Mistake", "Part", "TODO", "Public")
 HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
