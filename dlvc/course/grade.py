@@ -5,7 +5,9 @@
 What happens, in order:
 
 1. Each argument is a submission (a zip, or a folder holding ``dlvc/``) or a folder
-   of submissions. Names come from the zips' and folders' names and must be unique.
+   of submissions. Names come from the zips' and folders' names and must be unique
+   (case aside), and none may be named like a file the grader writes in OUT
+   (``grades.csv``, ``report.md``, ...: :data:`dlvc.course.reports.CLASS_FILE_NAMES`).
 2. ``OUT/.grading/run.json`` records the assignment, the seed (a new random one
    unless ``--seed`` is given) and the graded tests. A run that was killed and is
    started again with the same arguments reads the seed from there, skips every
@@ -24,7 +26,9 @@ What happens, in order:
    ``feedback.md``; for the class ``grades.csv``, ``report.md`` and ``scores.png``.
 
 The exit status is 0 whenever grading finished, whatever the students scored;
-2 when it could not start (bad arguments, a suite that fails on the reference).
+1 when the class files could not be written (the message names each and why);
+2 when it could not start (bad arguments, a submission named like a class file,
+a suite that fails on the reference).
 Everything the grader writes lies under OUT (temporary files included).
 """
 
@@ -43,14 +47,14 @@ from tqdm.auto import tqdm
 
 from .manifest import Manifest, ManifestError, load_manifest
 from .notebook import write_submitted_notebook_module
-from .reports import read_results, summary_lines, write_class_reports, write_submission_reports
+from .reports import GRADING_DIRNAME, ReportError, class_file_name, read_results, summary_lines, write_class_reports, write_submission_reports
 from .isolation import SandboxError, choose_isolation
 from .stubs import copy_package
 from .submission import SubmissionError, find_package_root, stage, submission_name
 from .verdicts import GradedTest, SubmissionResult, Verdict, missing_verdict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-WORK_DIRNAME = ".grading"
+WORK_DIRNAME = GRADING_DIRNAME
 STARTUP_SECONDS = 300.0
 """Time a submission's pytest process gets on top of its tests' limits (imports, the sandbox's start)."""
 
@@ -174,10 +178,7 @@ class ClassGrader:
             for future in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission", file=sys.stderr):
                 future.result()
         results = [self._stored_result(submission_name(source)) for source in self.sources]
-        write_class_reports(self.out, results, self.manifest)
-        for line in summary_lines(results, self.manifest):
-            print(line)
-        return 0
+        return report_class(self.out, results, self.manifest)
 
     def grade_submission(self, source: Path) -> SubmissionResult:
         """Stage, grade and report one submission."""
@@ -336,6 +337,18 @@ class SuiteRunner:
                 self.process.kill()
 
 
+def report_class(out: Path, results: list[SubmissionResult], manifest: Manifest) -> int:
+    """Write the class files and print the summary: 0; or 1, naming each class file that could not be written and why."""
+    try:
+        write_class_reports(out, results, manifest)
+    except ReportError as error:
+        print(f"dlvc grade: the submissions were graded (their folders in {out} are complete), but {error}", file=sys.stderr)
+        return 1
+    for line in summary_lines(results, manifest):
+        print(line)
+    return 0
+
+
 def find_submissions(arguments: list[Path]) -> list[Path]:
     """The submissions the arguments name: zips, folders holding dlvc/, and the entries of folders of those."""
     found = []
@@ -351,14 +364,18 @@ def find_submissions(arguments: list[Path]) -> list[Path]:
             raise GradeError(f"{argument}: no such file or folder")
     if not found:
         raise GradeError(f"no submissions found in {', '.join(map(str, arguments))}")
-    names: dict[str, Path] = {}
+    names: dict[str, Path] = {}  # by the name case folded: some file systems fold case
     for source in found:
         name = submission_name(source)
-        if name in names:
-            raise GradeError(f"two submissions are both named {name!r}: {names[name]} and {source}; rename one")
-        if name == WORK_DIRNAME:
-            raise GradeError(f"{source}: a submission may not be named {WORK_DIRNAME!r}")
-        names[name] = source
+        if name.casefold() in names:
+            raise GradeError(f"two submissions are both named {name!r} (case aside): {names[name.casefold()]} and {source}; rename one")
+        reserved = class_file_name(name)
+        if reserved is not None:
+            raise GradeError(
+                f"{source}: a submission may not be named {name!r}: its folder in OUT would take the place of "
+                f"{reserved!r}, which the grader writes for the class; rename it"
+            )
+        names[name.casefold()] = source
     return found
 
 
