@@ -20,8 +20,9 @@ What happens, in order:
    safely (:mod:`dlvc.course.submission`), the definitions of its notebooks are taken
    from their code cells (:mod:`dlvc.course.notebook`), and it is graded by a pytest run of its own
    (forked from a warm runner, :mod:`dlvc.course.runner`) with ``--impl`` on the
-   staged package: the student's code runs in that run's sandboxed workers only. A test that sends no verdict scores
-   zero, with the reason.
+   staged package: the student's code runs in that run's sandboxed workers only. Verdicts
+   come back only through a pipe from that run to the runner to this process; a test that
+   sends no verdict scores zero, with the reason.
 5. Per submission ``OUT/<name>/results.json`` (Gradescope's format) and
    ``feedback.md``; for the class ``grades.csv``, ``report.md`` and ``scores.png``.
 
@@ -55,6 +56,8 @@ from .verdicts import GradedTest, SubmissionResult, Verdict, missing_verdict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 WORK_DIRNAME = GRADING_DIRNAME
+RESULTS_FD_OPTION = "--grading-results-fd"
+"""The graded suite's option that takes the descriptor its verdicts are written to (see :mod:`dlvc.course.runner`)."""
 STARTUP_SECONDS = 300.0
 """Time a submission's pytest process gets on top of its tests' limits (imports, the sandbox's start)."""
 
@@ -173,11 +176,15 @@ class ClassGrader:
             f"{len(self.sources) - len(pending)} already graded, seed {self.seed}, isolation {self.isolation}, {self.args.jobs} job(s)",
             file=sys.stderr,
         )
+        graded = {}
         with ThreadPoolExecutor(max_workers=self.args.jobs) as pool:
             futures = [pool.submit(self.grade_submission, source) for source in pending]
             for future in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="submission", file=sys.stderr):
-                future.result()
-        results = [self._stored_result(submission_name(source)) for source in self.sources]
+                result = future.result()
+                graded[result.name] = result
+        # What this run graded comes from memory; only what an earlier run graded is read back from OUT.
+        names = [submission_name(source) for source in self.sources]
+        results = [graded[name] if name in graded else self._stored_result(name) for name in names]
         return report_class(self.out, results, self.manifest)
 
     def grade_submission(self, source: Path) -> SubmissionResult:
@@ -202,14 +209,15 @@ class ClassGrader:
         return result
 
     def _grade_package(self, name: str, package_root: Path, extra: tuple[str, ...] = (), calibrated: bool = True) -> SubmissionResult:
-        """Run the suite on one staged package in its own pytest process; every test gets a verdict."""
-        verdicts_file = self.work / "verdicts" / f"{name}.jsonl"
-        verdicts_file.unlink(missing_ok=True)
+        """Run the suite on one staged package in its own pytest process; every test gets a verdict.
+
+        The verdicts come only through the runner's pipe from that process (``--grading-results-fd``),
+        never from a file, which a worker might reach.
+        """
         command = [
             *self._pytest(),
             "--impl", str(package_root),
             "--grading-seed", str(self.seed),
-            "--grading-results", str(verdicts_file),
             "--isolation", self.isolation,
             "--sandbox-hide", str(self.out),
             *(["--time-limits", str(self.calibration)] if calibrated else []),
@@ -220,12 +228,12 @@ class ClassGrader:
         for source in self.sources:
             command += ["--sandbox-hide", str(source.resolve().parent)]
         seconds = self._submission_seconds(calibrated)
-        outcome = self._runner().run(command, self._environment(name), self.work / "logs" / f"{name}.log", seconds)
+        outcome = self._runner().run(command, self._environment(name), self.work / "logs" / f"{name}.log", seconds, results_option=RESULTS_FD_OPTION)
         if outcome["timed_out"]:
             ended = f"the grader's process for this submission was stopped after {seconds:.0f} s"
         else:
             ended = f"the grader's process for this submission ended (status {outcome['status']}) before this test reported"
-        reported = read_verdicts(verdicts_file)
+        reported = parse_verdicts(outcome.get("records", []))
         verdicts = [
             Verdict(test, bool(reported[test.nodeid]["passed"]), str(reported[test.nodeid]["message"]), reported[test.nodeid].get("seconds"))
             if test.nodeid in reported
@@ -320,13 +328,17 @@ class SuiteRunner:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def run(self, argv: list[str], environment: dict[str, str], log: Path, seconds: float) -> dict:
-        """Run pytest with ``argv``; ``{"status": exit code or None, "timed_out": bool}``."""
-        request = {"argv": argv, "env": environment, "cwd": str(REPOSITORY_ROOT), "log": str(log), "seconds": seconds}
+    def run(self, argv: list[str], environment: dict[str, str], log: Path, seconds: float, results_option: str | None = None) -> dict:
+        """Run pytest with ``argv``; ``{"status": exit code or None, "timed_out": bool, "records": [lines]}``.
+
+        ``results_option`` (say ``--grading-results-fd``): pytest gets it with the descriptor of a
+        pipe to the runner, and ``records`` holds the lines it wrote there.
+        """
+        request = {"argv": argv, "env": environment, "cwd": str(REPOSITORY_ROOT), "log": str(log), "seconds": seconds, "results_option": results_option}
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         reply = self.process.stdout.readline()
-        return json.loads(reply) if reply else {"status": None, "timed_out": False}
+        return json.loads(reply) if reply else {"status": None, "timed_out": False, "records": []}
 
     def close(self) -> None:
         if self.alive():
@@ -397,12 +409,10 @@ def suite_problems(tests: list[GradedTest], manifest: Manifest) -> list[str]:
     return problems
 
 
-def read_verdicts(path: Path) -> dict[str, dict]:
+def parse_verdicts(lines: list[str]) -> dict[str, dict]:
     """The verdicts a suite run reported (the last one per test); a torn last line is ignored."""
     reported = {}
-    if not path.is_file():
-        return reported
-    for line in path.read_text().splitlines():
+    for line in lines:
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:

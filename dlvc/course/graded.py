@@ -28,8 +28,11 @@ declares them, so that declaring them imports no ``dlvc``):
 - ``--time-limits FILE``: the calibration (seconds per session key, measured on
   the reference build); a session may take ``--time-factor`` times that, at
   least ``--time-floor`` seconds;
-- ``--grading-results FILE``: one JSON line per graded test: its verdict and the
-  message a student reads (never the test's source);
+- ``--grading-results-fd N``: one JSON line per graded test, written to the open
+  descriptor ``N``: its verdict and the message a student reads (never the test's
+  source). ``dlvc grade``'s runner passes the write end of a pipe that it reads
+  (:mod:`dlvc.course.runner`); the grader takes verdicts from nowhere else;
+- ``--grading-results FILE``: the same lines, appended to a file, for a run by hand;
 - ``--graded-list FILE``: the graded tests (id, title, part, points) as JSON;
 - ``--timings FILE``: seconds per session key, for calibration.
 """
@@ -167,19 +170,24 @@ def pytest_runtest_makereport(item, call):
 
 
 def _record_verdict(config, state: dict) -> None:
-    path = config.getoption("--grading-results")
-    if path is None:
-        return
     line = {
         "nodeid": state["test"].nodeid,
         "passed": "message" not in state,
         "message": state.get("message", ""),
         "seconds": round(state.get("seconds", 0.0), 3),
     }
-    with open(path, "a") as file:
-        file.write(json.dumps(line) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
+    data = (json.dumps(line) + "\n").encode()
+    descriptor = config.getoption("--grading-results-fd")
+    if descriptor is not None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+    path = config.getoption("--grading-results")
+    if path is not None:
+        with open(path, "ab") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
 
 
 def student_message(excinfo) -> str:

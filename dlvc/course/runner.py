@@ -5,11 +5,20 @@ about as long as most submissions' tests. ``dlvc grade`` therefore starts one
 runner per job (``python -m dlvc.course.runner``); the runner imports what every
 run needs and then, for each request on its standard input (one JSON line: the
 pytest arguments, the environment, the log file, a time limit), forks a child
-that runs ``pytest.main`` and reports the child's exit status on its standard
-output. Only trusted code runs here: the graded suite and the reference build;
-the student's code runs in the suite's sandboxed workers, as always.
+that runs ``pytest.main`` and replies on its standard output with one JSON line:
+the child's exit status, whether it was killed, and the records it sent. Only
+trusted code runs here: the graded suite and the reference build; the student's
+code runs in the suite's sandboxed workers, as always.
 
-A child that outlives its time limit is killed, and the reply says so.
+Records travel through a pipe that the runner makes before each fork: a request
+that names ``results_option`` (``--grading-results-fd``) gets that option and the
+pipe's descriptor appended to its pytest arguments, the graded suite writes one
+JSON line per verdict to it, and the runner reads the pipe while it waits (a
+pipe holds 64 KiB) and returns the lines in its reply. Nothing a worker can reach
+carries a verdict: the descriptor is closed in every program the child starts,
+and the child is not dumpable, so that a worker running as the same user cannot
+open it through ``/proc``. A child that outlives its time limit is killed, and the
+reply says so and holds the records it had sent.
 
 ``python dlvc/course/runner.py --without-dlvc`` (the file, so that no ``dlvc`` is
 imported to find it) warms the libraries only, so that each run may import a
@@ -19,6 +28,7 @@ run the public tests on every mutant and every stub that way.
 
 import json
 import os
+import select
 import signal
 import sys
 import tempfile
@@ -35,22 +45,30 @@ WARM_LIBRARIES = (
     "pytest",
 )
 WARM_PACKAGE = ("dlvc", "dlvc.course.graded")
+PR_SET_DUMPABLE = 4
 
 
 def serve(requests, replies) -> None:
     """Answer one JSON request per line with one JSON reply per line, until the end of ``requests``."""
     for line in requests:
         request = json.loads(line)
+        read_end, write_end = os.pipe()  # both close on exec: no program the child starts holds them
         pid = os.fork()
         if pid == 0:
-            _child(request)
-        status = _wait(pid, float(request["seconds"]))
-        replies.write(json.dumps(status) + "\n")
+            os.close(read_end)
+            _child(request, write_end)
+        os.close(write_end)
+        try:
+            reply = _wait(pid, float(request["seconds"]), read_end)
+        finally:
+            os.close(read_end)
+        replies.write(json.dumps(reply) + "\n")
         replies.flush()
 
 
-def _child(request: dict) -> None:
+def _child(request: dict, records: int) -> None:
     try:
+        _not_dumpable()
         os.environ.clear()
         os.environ.update(request["env"])
         tempfile.tempdir = None  # read TMPDIR again
@@ -62,7 +80,10 @@ def _child(request: dict) -> None:
         os.setpgid(0, 0)
         import pytest
 
-        code = pytest.main(request["argv"])
+        argv = list(request["argv"])
+        if request.get("results_option"):
+            argv += [request["results_option"], str(records)]
+        code = pytest.main(argv)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(int(code))
@@ -70,20 +91,38 @@ def _child(request: dict) -> None:
         os._exit(70)
 
 
-def _wait(pid: int, seconds: float) -> dict:
+def _not_dumpable() -> None:
+    """No process of another user, and none of this user but root, may open this process's descriptors through /proc."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def _wait(pid: int, seconds: float, records: int) -> dict:
+    """Wait for the child, reading its records as they come; the reply."""
     deadline = time.monotonic() + seconds
+    received = bytearray()
+    timed_out = False
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return {"status": os.waitstatus_to_exitcode(status), "timed_out": False}
+            break
         if time.monotonic() > deadline:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return {"status": None, "timed_out": True}
-        time.sleep(0.05)
+            _, status = os.waitpid(pid, 0)
+            timed_out = True
+            break
+        if select.select([records], [], [], 0.05)[0]:
+            received += os.read(records, 1 << 16)
+    # The child is gone: what it wrote lies in the pipe. A process it forked without exec may
+    # still hold the write end open, so read only what is there, never wait for the end.
+    while select.select([records], [], [], 0)[0] and (chunk := os.read(records, 1 << 16)):
+        received += chunk
+    lines = received.decode(errors="replace").splitlines()
+    return {"status": None if timed_out else os.waitstatus_to_exitcode(status), "timed_out": timed_out, "records": lines}
 
 
 def main(argv=None) -> int:
