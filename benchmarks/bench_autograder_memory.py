@@ -18,6 +18,10 @@ quota of 50 ms per 100 ms in ``/sys/fs/cgroup/cpu/<name>``, Gradescope's default
   sampled every 0.1 s: the memory that cannot be dropped under a limit;
 - score: from ``results/results.json``; a run that failed shows its first output line.
 
+``--submission hanging`` grades the stubs with every TODO spinning forever instead of the
+reference: each graded test must then be stopped by its calibrated time limit, and the
+whole run still finish within Gradescope's timeout (10 minutes by default).
+
 Where the autograder calibrates when its image is built (``setup.sh`` runs
 ``run_autograder --calibrate``), that step runs first, in a cgroup of its own, and is
 printed as ``assignment N setup: ...``; the submission's line is what every student's
@@ -31,6 +35,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -59,6 +64,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cpus", type=float, default=None, help="CPU quota in cores, e.g. 0.5 for Gradescope's default (default: no quota)")
     parser.add_argument("--memory-mb", type=int, default=None, help="memory limit of the cgroup in MB (default: none, to measure the peak)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is killed (default: %(default)s)")
+    parser.add_argument(
+        "--submission", choices=("reference", "hanging"), default="reference",
+        help="what is graded: the reference build, or the stubs with every TODO spinning forever (default: %(default)s)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the autograder roots in this folder (default: a temporary folder, removed)")
     return parser.parse_args(argv)
 
@@ -172,14 +181,21 @@ class _AnonSampler:
                 self.peak = max(self.peak, int(fields.get("total_rss", 0)) + int(fields.get("total_shmem", 0)))
 
 
-def lay_out_root(assignment: int, root: Path) -> Path:
-    """``root`` laid out as Gradescope's ``/autograder``: the autograder in ``source/``, the reference build in ``submission/``."""
+def lay_out_root(assignment: int, root: Path, submission: str = "reference") -> Path:
+    """``root`` laid out as Gradescope's ``/autograder``: the autograder in ``source/``, the submission in ``submission/``.
+
+    submission: ``reference`` (the reference build) or ``hanging`` (the stubs, each TODO an endless loop).
+    """
     archive = build_autograder(assignment, root / "dist")
     with zipfile.ZipFile(archive) as zipped:
         zipped.extractall(root / "source")
     for script in ("run_autograder", "setup.sh"):
         (root / "source" / script).chmod(0o755)  # zipfile does not restore modes
-    copy_package(REPOSITORY_ROOT, root / "submission")
+    copy_package(REPOSITORY_ROOT, root / "submission", reference=submission == "reference")
+    if submission == "hanging":
+        for path in (root / "submission").rglob("*.py"):
+            text = path.read_text()
+            path.write_text(re.sub(r"^( *)raise NotImplementedError\b", r"\1while True:\n\1    pass\n\1raise NotImplementedError", text, flags=re.MULTILINE))
     return root / "source" / "run_autograder"
 
 
@@ -205,7 +221,7 @@ def score_of(root: Path, measurement: Measurement) -> str:
 
 def measure(assignment: int, folder: Path, args: argparse.Namespace) -> None:
     root = folder / f"assignment{assignment}"
-    run_autograder = lay_out_root(assignment, root)
+    run_autograder = lay_out_root(assignment, root, args.submission)
     environment = autograder_environment(root)
     limit = f"{args.memory_mb} MB" if args.memory_mb else "none"
     cpus = f"{args.cpus:g}" if args.cpus else "all"
@@ -214,7 +230,8 @@ def measure(assignment: int, folder: Path, args: argparse.Namespace) -> None:
         setup = run_in_cgroup([str(run_autograder), "--calibrate"], environment, memory_bytes, args.cpus, args.timeout)
         print(f"assignment {assignment} setup: {setup.describe()}, limit {limit}, cpus {cpus}", flush=True)
     run = run_in_cgroup([str(run_autograder)], environment, memory_bytes, args.cpus, args.timeout)
-    print(f"assignment {assignment}: {run.describe(score_of(root, run))}, limit {limit}, cpus {cpus}", flush=True)
+    print(f"assignment {assignment}{'' if args.submission == 'reference' else ' (hanging submission)'}: "
+          f"{run.describe(score_of(root, run))}, limit {limit}, cpus {cpus}", flush=True)
 
 
 def main(argv=None) -> int:

@@ -48,7 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def isolated_seconds(submissions: Path, out: Path, args: argparse.Namespace, jobs: int) -> tuple[float, float]:
     """(set-up seconds, grading seconds) of one ``dlvc grade`` run."""
     grade_args = argparse.Namespace(
-        submissions=[submissions], assignment=args.assignment, out=out, jobs=jobs, seed=args.seed, isolation=None, time_factor=10.0, time_floor=10.0
+        submissions=[submissions], assignment=args.assignment, out=out, jobs=jobs, seed=args.seed, isolation=None, time_factor=10.0, time_floor=10.0,
+        calibration=None,
     )
     started = time.perf_counter()
     grader = grade.ClassGrader(grade_args)

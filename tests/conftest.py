@@ -33,7 +33,7 @@ def pytest_addoption(parser):
     group = parser.getgroup("dlvc grading", "the graded suites in tests/hidden (see dlvc/course/graded.py)")
     group.addoption("--grading-seed", type=int, default=None, help="seed of every random input (default: a new one)")
     group.addoption("--isolation", default=None, choices=("auto", "bwrap", "process", "in-process"), help="how student code is isolated")
-    group.addoption("--time-limits", type=Path, default=None, help="JSON of seconds per session key, measured on the reference build")
+    group.addoption("--time-limits", type=Path, default=None, help="the calibration: seconds per session key, measured on the reference build (see dlvc/course/calibration.py)")
     group.addoption("--time-factor", type=float, default=10.0, help="a session may take this many times the reference's time")
     group.addoption("--time-floor", type=float, default=10.0, help="... and at least this many seconds")
     group.addoption("--grading-results", type=Path, default=None, help="append one JSON line per graded test's verdict to this file (a run by hand)")

@@ -25,6 +25,7 @@ TESTS = """
 import ctypes
 import json
 import os
+import sys
 import time
 
 PR_GET_DUMPABLE = 3
@@ -44,8 +45,18 @@ def test_hangs_after_one_record(request):
     time.sleep(600)
 
 
+def test_imports_a_library_and_a_module_of_its_own(request):
+    emit(request, wave_before="wave" in sys.modules)
+    import wave  # noqa: F401
+    import helper_of_the_tests  # noqa: F401
+
+
 def test_reports_whether_it_is_dumpable(request):
     emit(request, dumpable=ctypes.CDLL(None).prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
+
+
+def test_reports_what_is_warm(request):
+    emit(request, wave="wave" in sys.modules, helper="helper_of_the_tests" in sys.modules)
 """
 
 
@@ -55,6 +66,7 @@ def suite(tmp_path_factory) -> Path:
     (folder / "pytest.ini").write_text("[pytest]\n")
     (folder / "conftest.py").write_text(CONFTEST)
     (folder / "test_records.py").write_text(TESTS)
+    (folder / "helper_of_the_tests.py").write_text("")
     return folder
 
 
@@ -92,6 +104,14 @@ def test_a_child_killed_at_its_time_limit_still_yields_what_it_sent(runner, suit
 def test_the_child_is_not_dumpable_so_no_worker_of_its_user_opens_its_pipe_through_proc(runner, suite):
     _, records = run_test(runner, suite, "test_reports_whether_it_is_dumpable")
     assert records == [{"dumpable": 0}]
+
+
+@pytest.mark.slow
+def test_the_runner_warms_the_libraries_a_run_imported_but_not_the_tests_own_modules(runner, suite):
+    _, first = run_test(runner, suite, "test_imports_a_library_and_a_module_of_its_own")
+    assert first == [{"wave_before": False}], "the runner imported wave before any run asked for it"
+    _, second = run_test(runner, suite, "test_reports_what_is_warm")
+    assert second == [{"wave": True, "helper": False}]
 
 
 # ----- the grader takes verdicts from the runner's reply only ---------------------------------

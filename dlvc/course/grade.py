@@ -8,6 +8,7 @@ What happens, in order:
    of submissions. Names come from the zips' and folders' names and must be unique
    (case aside), and none may be named like a file the grader writes in OUT
    (``grades.csv``, ``report.md``, ...: :data:`dlvc.course.reports.CLASS_FILE_NAMES`).
+   With no submissions but ``--calibration FILE``, only step 3 runs.
 2. ``OUT/.grading/run.json`` records the assignment, the seed (a new random one
    unless ``--seed`` is given) and the graded tests. A run that was killed and is
    started again with the same arguments reads the seed from there, skips every
@@ -15,7 +16,9 @@ What happens, in order:
 3. The reference build is graded first. Every graded test must pass on it, and
    the time each worker took becomes that test's calibrated limit
    (``--time-factor`` times as long, at least ``--time-floor`` seconds), so a slow
-   machine does not fail correct code.
+   machine does not fail correct code. ``--calibration FILE`` reuses a calibration
+   made for the same suite, reference, Python, torch and machine
+   (:mod:`dlvc.course.calibration`) and skips this step.
 4. Submissions are graded ``--jobs`` at a time. Each one is unpacked and staged
    safely (:mod:`dlvc.course.submission`), the definitions of its notebooks are taken
    from their code cells (:mod:`dlvc.course.notebook`), and it is graded by a pytest run of its own
@@ -41,11 +44,14 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from . import calibration
 from .manifest import Manifest, ManifestError, load_manifest
 from .notebook import write_submitted_notebook_module
 from .reports import GRADING_DIRNAME, ReportError, class_file_name, read_results, summary_lines, write_class_reports, write_submission_reports
@@ -67,7 +73,10 @@ class GradeError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("submissions", nargs="+", type=Path, help="zips, folders holding dlvc/, or folders of those")
+    parser.add_argument(
+        "submissions", nargs="*", type=Path,
+        help="zips, folders holding dlvc/, or folders of those; none with --calibration FILE: only calibrate, and write FILE",
+    )
     parser.add_argument("--assignment", type=int, required=True, help="the assignment's number (its manifest: assignments/assignment<N>/assignment.toml)")
     parser.add_argument("--out", type=Path, required=True, help="the output folder: one folder per submission, grades.csv, report.md")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at a time, one core each (default: %(default)s)")
@@ -75,13 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isolation", choices=("auto", "bwrap", "process"), default=None, help="auto: bubblewrap where it works (default); bwrap: insist; process: plain processes")
     parser.add_argument("--time-factor", type=float, default=10.0, help="a test may take this many times the reference's time (default: %(default)s)")
     parser.add_argument("--time-floor", type=float, default=10.0, help="... and at least this many seconds (default: %(default)s)")
+    parser.add_argument(
+        "--calibration", type=Path, default=None, metavar="FILE",
+        help="reuse the time limits' calibration in FILE where it was made for this suite, reference, Python, torch and machine; "
+        "otherwise grade the reference build first, as without it, and write FILE (default: calibrate in every new OUT)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     grader = None
     try:
         grader = ClassGrader(args)
-        return grader.grade()
+        return grader.grade() if grader.sources else grader.calibrate_only()
     except (GradeError, ManifestError, SandboxError) as error:
         print(f"dlvc grade: {error}", file=sys.stderr)
         return 2
@@ -101,11 +115,14 @@ class ClassGrader:
         if not self.suite.is_dir():
             raise GradeError(f"assignment {args.assignment} has no graded suite at {self.suite}")
         self.args = args
-        self._runners = threading.local()
+        self._runner_lock = threading.Lock()
+        self._idle_runners: list[SuiteRunner] = []
         self._all_runners: list[SuiteRunner] = []
         self.out = args.out.resolve()
         self.work = self.out / WORK_DIRNAME
-        self.sources = find_submissions(args.submissions)
+        if not args.submissions and args.calibration is None:
+            raise GradeError("no submissions given: name zips, folders holding dlvc/, or folders of those (or none, with --calibration FILE, to calibrate only)")
+        self.sources = find_submissions(args.submissions) if args.submissions else []
         self.isolation, warning = choose_isolation(args.isolation)
         if warning:
             print(f"dlvc grade: {warning}", file=sys.stderr)
@@ -123,7 +140,8 @@ class ClassGrader:
         """The suite's graded tests, and a check that their points add up to the manifest's."""
         listing = self.work / "graded-tests.json"
         log = self.work / "logs" / "collect.log"
-        status = self._runner().run([*self._pytest(), "--collect-only", "--graded-list", str(listing)], self._environment("collect"), log, 600)
+        with self._runner() as runner:
+            status = runner.run([*self._pytest(), "--collect-only", "--graded-list", str(listing)], self._environment("collect"), log, 600)
         if status["status"] != 0 or not listing.is_file():
             raise GradeError(f"could not collect the graded suite {self.suite}:\n{log.read_text()[-3000:]}")
         tests = [GradedTest.from_json(entry) for entry in json.loads(listing.read_text())]
@@ -151,9 +169,25 @@ class ClassGrader:
         return seed
 
     def _calibrate(self) -> None:
-        """Grade the reference build once; its workers' times become the time limits."""
-        if self.calibration.is_file():
-            return
+        """Grade the reference build once; its workers' times become the time limits.
+
+        A calibration made for this suite, reference, Python, torch and machine is reused:
+        this run's own (a restarted run), or ``--calibration FILE``'s. Otherwise the
+        reference is graded. Both files end up holding the calibration used.
+        """
+        expected = calibration.fingerprint(REPOSITORY_ROOT, self.suite, self.manifest)
+        given = self.args.calibration
+        own, _ = calibration.load(self.calibration, expected)
+        theirs, problem = calibration.load(given, expected) if given is not None else (None, None)
+        if own is None and theirs is None and given is not None:
+            print(f"dlvc grade: --calibration {given}: {problem}; grading the reference build to calibrate", file=sys.stderr)
+        seconds = own if own is not None else theirs if theirs is not None else self._grade_reference()
+        for path, current in ((self.calibration, own), (given, theirs)):
+            if path is not None and current is None:
+                calibration.save(path, expected, seconds)
+
+    def _grade_reference(self) -> dict[str, float]:
+        """Grade the reference build, uncalibrated; the seconds of each graded test's workers."""
         package = self.work / "reference"
         shutil.rmtree(package, ignore_errors=True)
         copy_package(REPOSITORY_ROOT, package)
@@ -163,8 +197,16 @@ class ClassGrader:
         if failed:
             listed = "\n  ".join(f"{verdict.test.nodeid}: {verdict.message.splitlines()[0] if verdict.message else ''}" for verdict in failed)
             raise GradeError(f"the graded suite fails on the reference build (fix the suite first):\n  {listed}")
-        os.replace(timings, self.calibration)
+        seconds = json.loads(timings.read_text())
+        timings.unlink()
         shutil.rmtree(package, ignore_errors=True)
+        return seconds
+
+    def calibrate_only(self) -> int:
+        """No submissions: grade the reference build (or find its calibration current) and write ``--calibration``'s file."""
+        self._calibrate()
+        print(f"dlvc grade: the calibration of assignment {self.manifest.number} is in {self.args.calibration}", file=sys.stderr)
+        return 0
 
     # ----- grading --------------------------------------------------------------------------
 
@@ -228,7 +270,8 @@ class ClassGrader:
         for source in self.sources:
             command += ["--sandbox-hide", str(source.resolve().parent)]
         seconds = self._submission_seconds(calibrated)
-        outcome = self._runner().run(command, self._environment(name), self.work / "logs" / f"{name}.log", seconds, results_option=RESULTS_FD_OPTION)
+        with self._runner() as runner:
+            outcome = runner.run(command, self._environment(name), self.work / "logs" / f"{name}.log", seconds, results_option=RESULTS_FD_OPTION)
         if outcome["timed_out"]:
             ended = f"the grader's process for this submission was stopped after {seconds:.0f} s"
         else:
@@ -245,7 +288,7 @@ class ClassGrader:
     def _submission_seconds(self, calibrated: bool) -> float:
         if not calibrated or not self.calibration.is_file():
             return STARTUP_SECONDS + 120.0 * len(self.tests)
-        measured = json.loads(self.calibration.read_text())
+        measured = calibration.seconds_per_test(self.calibration)
         limits = [max(self.args.time_floor, self.args.time_factor * seconds) for seconds in measured.values()]
         return STARTUP_SECONDS + sum(limits)
 
@@ -253,13 +296,21 @@ class ClassGrader:
         """pytest's arguments for the suite (the runner calls pytest.main with them)."""
         return [str(self.suite), "-p", "no:cacheprovider", "-q", "-rN", "--tb=short"]
 
-    def _runner(self) -> "SuiteRunner":
-        """This thread's warm runner (one per job), started on first use."""
-        runner = getattr(self._runners, "runner", None)
+    @contextmanager
+    def _runner(self) -> Iterator["SuiteRunner"]:
+        """A warm runner for this thread's next run: an idle one, or a new one. At most one per job exists,
+        since each imports torch: collection, calibration and grading share them."""
+        with self._runner_lock:
+            runner = self._idle_runners.pop() if self._idle_runners else None
         if runner is None or not runner.alive():
-            runner = self._runners.runner = SuiteRunner(self._environment("runner"), self.work / "logs" / "runner.log")
-            self._all_runners.append(runner)
-        return runner
+            runner = SuiteRunner(self._environment("runner"), self.work / "logs" / "runner.log")
+            with self._runner_lock:
+                self._all_runners.append(runner)
+        try:
+            yield runner
+        finally:
+            with self._runner_lock:
+                self._idle_runners.append(runner)
 
     def close(self) -> None:
         for runner in self._all_runners:

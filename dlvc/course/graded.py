@@ -26,8 +26,9 @@ declares them, so that declaring them imports no ``dlvc``):
 - ``--isolation``: ``auto`` (bubblewrap where it works), ``bwrap``, ``process``,
   or ``in-process`` (the benchmark's baseline; reference build only);
 - ``--time-limits FILE``: the calibration (seconds per session key, measured on
-  the reference build); a session may take ``--time-factor`` times that, at
-  least ``--time-floor`` seconds;
+  the reference build: a file ``dlvc grade`` wrote, see :mod:`dlvc.course.calibration`,
+  or a plain JSON object of seconds); a session may take ``--time-factor`` times
+  that, at least ``--time-floor`` seconds;
 - ``--grading-results-fd N``: one JSON line per graded test, written to the open
   descriptor ``N``: its verdict and the message a student reads (never the test's
   source). ``dlvc grade``'s runner passes the write end of a pipe that it reads
@@ -48,6 +49,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from .calibration import seconds_per_test
 from .manifest import ManifestError, load_manifest
 from .isolation import SandboxError, choose_isolation
 from .sandbox import Limits, Sandbox, WorkerError
@@ -214,7 +216,7 @@ class SessionFactory:
         self.sandbox = sandbox
         self.config = config
         path = config.getoption("--time-limits")
-        self.calibration = json.loads(Path(path).read_text()) if path is not None else None
+        self.calibration = seconds_per_test(path) if path is not None else None
         self.timings: dict[str, float] = {}
 
     def seconds_for(self, key: str) -> float:
