@@ -34,10 +34,14 @@ def pytest_addoption(parser):
     group.addoption("--grading-seed", type=int, default=None, help="seed of every random input (default: a new one)")
     group.addoption("--isolation", default=None, choices=("auto", "bwrap", "landlock", "process", "in-process"), help="how student code is isolated")
     group.addoption("--worker-user", default=None, help="where the grader is root, the user Landlock workers become")
-    group.addoption("--time-limits", type=Path, default=None, help="JSON of seconds per session key, measured on the reference build")
+    group.addoption("--time-limits", type=Path, default=None, help="the calibration: seconds per session key, measured on the reference build (see dlvc/course/grader/calibration.py)")
     group.addoption("--time-factor", type=float, default=10.0, help="a session may take this many times the reference's time")
     group.addoption("--time-floor", type=float, default=10.0, help="... and at least this many seconds")
-    group.addoption("--grading-results", type=Path, default=None, help="append one JSON line per graded test's verdict here")
+    group.addoption("--grading-results", type=Path, default=None, help="append one JSON line per graded test's verdict to this file (a run by hand)")
+    group.addoption(
+        "--grading-results-fd", type=int, default=None, metavar="N",
+        help="write one JSON line per graded test's verdict to the open descriptor N (dlvc grade's runner passes a pipe)",
+    )
     group.addoption("--graded-list", type=Path, default=None, help="write the graded tests (id, title, part, points) here")
     group.addoption("--timings", type=Path, default=None, help="write the seconds of every worker session here")
     group.addoption("--sandbox-hide", type=Path, action="append", default=[], help="a folder the sandbox must not show")

@@ -4,7 +4,8 @@ Gradescope unpacks the zip into ``/autograder/source`` and the student's upload 
 ``/autograder/submission``. The test lays out the same folders in a temporary root,
 runs ``run_autograder`` there (``DLVC_AUTOGRADER_ROOT``; ``DLVC_AUTOGRADER_PYTHON`` is
 this Python, where Gradescope's is the one ``setup.sh`` made) and reads
-``results/results.json``.
+``results/results.json``. One test runs it in a cgroup sized like Gradescope's
+container (as root, with cgroup v1's memory and cpu controllers; skipped elsewhere).
 """
 
 import json
@@ -17,8 +18,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from top_level_scripts import import_script
 
-from dlvc.course.authoring.autograder import build_autograder, requirements
+from dlvc.course.authoring import autograder as autograder_module
+from dlvc.course.authoring.autograder import CONTAINER_MEMORY_GB, MEMORY_NEEDED_BYTES, build_autograder, container_memory_limit, requirements
+from dlvc.course.cli import COMMANDS
 from dlvc.course.student.manifest import load_manifest
 from dlvc.course.authoring.mutants import apply_mutant, load_mutants
 from dlvc.course.authoring.stubs import copy_package
@@ -104,3 +108,91 @@ def test_run_autograder_without_a_submission_still_writes_results_that_say_so(au
     assert "the fault is the autograder's" in results["output"], results
     assert "no such file or folder" in output, output[-2000:]
     assert not os.path.exists(tmp_path / "autograder" / "submission")
+
+
+# ----- Gradescope's container: memory and CPU ------------------------------------------------------
+
+SIZED_ASSIGNMENT = 2
+"""The assignment whose suite is the smallest (about 23 s per submission at 0.5 vCPU, against 41 s and 43 s):
+the container test runs its whole grading at Gradescope's CPU share, so it picks the quickest."""
+
+
+def test_the_readme_and_setup_sh_state_the_container_size_the_autograder_asks_for():
+    size = f"{CONTAINER_MEMORY_GB:g} GB"
+    assert size in (REPOSITORY_ROOT / "README.md").read_text(), f"the README does not state the container size {size}"
+    assert size in (REPOSITORY_ROOT / "assignments" / "autograder" / "setup.sh").read_text(), f"setup.sh does not state {size}"
+    assert CONTAINER_MEMORY_GB * 2**30 > MEMORY_NEEDED_BYTES
+
+
+def test_the_grading_process_imports_neither_torch_nor_matplotlib_and_dlvc_help_lists_every_command():
+    code = (
+        "import json, sys\n"
+        "from dlvc.course import cli\n"
+        "cli.parse_args(['grade', 'submissions', '--assignment', '1', '--out', 'grades'])\n"
+        "import dlvc.course.authoring.autograder\n"
+        "print(json.dumps(sorted(name for name in ('torch', 'torchvision', 'matplotlib') if name in sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=clean_environment(), cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [], "dlvc grade's own process imports what only the runner and the workers need"
+    help_text = subprocess.run([sys.executable, "-m", "dlvc.course.cli", "--help"], env=clean_environment(), capture_output=True, text=True, timeout=120).stdout
+    assert all(command in help_text for command in COMMANDS), help_text
+
+
+def _cgroup_files(tmp_path, lines: str, limits: dict[str, str]):
+    listing = tmp_path / "cgroup"
+    listing.write_text(lines)
+    for relative, value in limits.items():
+        (tmp_path / "mounts" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "mounts" / relative).write_text(value + "\n")
+    return listing, tmp_path / "mounts"
+
+
+@pytest.mark.parametrize(
+    ("lines", "limits", "expected"),
+    [
+        ("0::/\n", {"memory.max": "805306368"}, 805306368),  # cgroup v2 in a container: its own cgroup at the mount
+        ("0::/docker/abc\n", {"docker/abc/memory.max": "max", "docker/memory.max": "1073741824"}, 1073741824),  # v2 on a host: an ancestor's
+        ("0::/\n", {"memory.max": "max"}, None),
+        ("4:memory:/\n1:cpu,cpuacct:/\n0::/\n", {"memory/memory.limit_in_bytes": "805306368"}, 805306368),  # cgroup v1 in a container
+        ("4:memory:/docker/abc\n", {"memory/memory.limit_in_bytes": "536870912"}, 536870912),  # a host's path, not mounted here
+        ("4:memory:/a\n", {"memory/a/memory.limit_in_bytes": "9223372036854771712", "memory/memory.limit_in_bytes": "9223372036854771712"}, None),
+        ("1:cpu:/\n", {}, None),
+    ],
+)
+def test_the_container_memory_limit_is_read_from_cgroup_v2_or_v1(tmp_path, lines, limits, expected):
+    listing, mounts = _cgroup_files(tmp_path, lines, limits)
+    assert container_memory_limit(listing, mounts) == expected
+
+
+def test_a_container_below_what_grading_needs_gets_results_that_name_the_size_to_choose(tmp_path, monkeypatch):
+    monkeypatch.setattr(autograder_module, "container_memory_limit", lambda: 768 * 2**20)
+    monkeypatch.setattr(autograder_module, "only_assignment", lambda source: SIZED_ASSIGNMENT)
+    assert autograder_module.grade_submission(tmp_path) == 1
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert results["score"] == 0 and "the fault is the autograder's" in results["output"]
+    assert "768 MB" in results["output"] and f"at least {CONTAINER_MEMORY_GB:g} GB of memory" in results["output"], results["output"]
+    assert not (tmp_path / "grading").exists(), "grading started in a container too small for it"
+
+
+@pytest.mark.slow
+def test_run_autograder_in_a_container_of_the_size_the_readme_states_and_far_below_it(tmp_path):
+    bench = import_script("benchmarks.bench_autograder_memory")
+    problem = bench.cgroups_available(cpus=0.5)
+    if problem is not None:
+        pytest.skip(f"needs cgroup v1 memory and cpu control: {problem}")
+    run_autograder = bench.lay_out_root(SIZED_ASSIGNMENT, tmp_path)
+    environment = bench.autograder_environment(tmp_path)
+    setup = subprocess.run([str(run_autograder), "--calibrate"], env=environment, capture_output=True, text=True, timeout=1200)
+    assert setup.returncode == 0 and (tmp_path / "calibration.json").is_file(), f"setup.sh's calibration failed:\n{setup.stderr[-3000:]}"
+    results = tmp_path / "results" / "results.json"
+
+    sized = bench.run_in_cgroup([str(run_autograder)], environment, memory_bytes=int(CONTAINER_MEMORY_GB * 2**30), cpus=0.5, timeout=600)
+    graded = json.loads(results.read_text())
+    assert graded["score"] == load_manifest(SIZED_ASSIGNMENT).total_points and sized.oom_kills == 0, sized.output[-3000:]
+    assert "grading the reference build" not in sized.output, "run_autograder calibrated again instead of reusing setup.sh's calibration"
+
+    small = bench.run_in_cgroup([str(run_autograder)], environment, memory_bytes=300 * 2**20, cpus=0.5, timeout=600)
+    refused = json.loads(results.read_text())
+    assert refused["score"] == 0 and small.oom_kills == 0, small.output[-3000:]
+    assert f"at least {CONTAINER_MEMORY_GB:g} GB of memory" in refused["output"], refused

@@ -117,3 +117,15 @@ def test_demo_benchmark_runs_the_flags_of_make_demo():
     bench = import_script("benchmarks.bench_demo")
     recipe = subprocess.run(["make", "-n", "demo"], cwd=REPOSITORY_ROOT, capture_output=True, text=True, check=True).stdout
     assert f"train.py {shlex.join(bench.demo_flags())}" in recipe, f"make demo does not run train.py with DEMO_FLAGS:\n{recipe}"
+
+
+@pytest.mark.slow
+def test_autograder_memory_benchmark_prints_the_setup_and_the_submission_in_a_cgroup():
+    problem = import_script("benchmarks.bench_autograder_memory").cgroups_available(cpus=1)
+    if problem is not None:
+        pytest.skip(f"needs cgroup v1 memory and cpu control: {problem}")
+    # 300 MB: the setup's calibration is killed for memory and the submission's run refuses at once, so this takes seconds.
+    output = run_script("benchmarks/bench_autograder_memory.py", "--assignment", "2", "--memory-mb", "300", "--cpus", "1").stdout
+    figures = rf"peak {NUMBER} MB \(anon\+shmem {NUMBER} MB\), wall {NUMBER} s"
+    assert re.search(rf"^assignment 2 setup: {figures}, status \d+, oom kills \d+, limit 300 MB, cpus 1$", output, flags=re.MULTILINE), output
+    assert re.search(rf"^assignment 2: {figures}, score 0/0 \(.*the fault is the autograder's.*\), oom kills 0, limit 300 MB, cpus 1$", output, flags=re.MULTILINE), output

@@ -1,4 +1,4 @@
-"""The files ``dlvc grade`` writes: results.json, feedback.md, grades.csv, report.md, scores.png."""
+"""The files ``dlvc grade`` writes: results.json, feedback.md, grades.csv, report.md, scores.png; names that would collide with them."""
 
 import csv
 import io
@@ -7,8 +7,11 @@ import os
 
 import pytest
 
+from dlvc.course.grader.grade import GradeError, find_submissions, report_class
 from dlvc.course.student.manifest import load_manifest, parse_manifest
 from dlvc.course.grader.reports import (
+    CLASS_FILE_NAMES,
+    ReportError,
     feedback_markdown,
     format_points,
     read_results,
@@ -307,3 +310,65 @@ def test_summary_lines_name_at_most_ten_ungraded_submissions():
     results = [graded(f"s{i:02d}", failing=SUITE, error="timed out") for i in range(12)]
     text = "\n".join(summary_lines(results, MANIFEST))
     assert "12 could not be graded: s00, s01" in text and "s09 and 2 more" in text and "s10" not in text
+
+
+# ----- names that would collide with the class files ------------------------------------------
+
+
+def _folder_submission(folder):
+    (folder / "dlvc").mkdir(parents=True)
+    (folder / "dlvc" / "__init__.py").write_text("")
+    return folder
+
+
+@pytest.mark.parametrize("name", [*CLASS_FILE_NAMES, "GRADES.CSV", "Report.md", "Leaderboard.Png", ".Grading"])
+def test_a_submission_named_like_a_class_file_is_refused_before_anything_is_graded(tmp_path, name):
+    zipped = tmp_path / "zips" / f"{name}.zip"
+    zipped.parent.mkdir()
+    zipped.write_bytes(b"")
+    folder = _folder_submission(tmp_path / "folders" / name)
+    for argument in (zipped, folder):
+        with pytest.raises(GradeError, match="would take the place of") as refused:
+            find_submissions([argument])
+        assert str(argument) in str(refused.value), "the refusal names the submission"
+        assert "rename it" in str(refused.value)
+
+
+def _submissions(tmp_path, folders, zips):
+    """A folder of submissions: ``folders`` holding dlvc/, and empty ``zips``."""
+    for folder in folders:
+        _folder_submission(tmp_path / "submissions" / folder)
+    for name in zips:
+        (tmp_path / "submissions" / name).write_bytes(b"")
+    return tmp_path / "submissions"
+
+
+def test_a_folder_of_submissions_holding_a_class_file_name_is_refused_too(tmp_path):
+    with pytest.raises(GradeError, match="'grades.csv'"):
+        find_submissions([_submissions(tmp_path, ["group_1", "group_2"], ["grades.csv.zip"])])
+
+
+def test_submission_names_that_differ_only_in_case_are_refused(tmp_path):
+    with pytest.raises(GradeError, match="both named"):
+        find_submissions([_submissions(tmp_path, ["Group_7", "group_8"], ["group_7.zip"])])
+
+
+def test_ordinary_names_are_taken(tmp_path):
+    found = [path.name for path in find_submissions([_submissions(tmp_path, ["group_1", "group_2"], ["grades_group_3.zip", "report.zip"])])]
+    assert found == ["grades_group_3.zip", "group_1", "group_2", "report.zip"]
+
+
+def test_class_reports_that_cannot_be_written_name_the_file_and_why_and_write_the_others(tmp_path):
+    (tmp_path / "grades.csv").mkdir()
+    with pytest.raises(ReportError) as failed:
+        write_class_reports(tmp_path, [graded("alice")], MANIFEST)
+    assert str(tmp_path / "grades.csv") in str(failed.value) and "a folder is in its place" in str(failed.value)
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "scores.png").is_file()
+
+
+def test_a_grading_run_that_cannot_write_its_class_files_says_so_and_exits_non_zero(tmp_path, capsys):
+    (tmp_path / "report.md").mkdir()
+    assert report_class(tmp_path, [graded("alice")], MANIFEST) == 1
+    error = capsys.readouterr().err
+    assert f"could not write {tmp_path / 'report.md'} (a folder is in its place)" in error, error
+    assert report_class(tmp_path / "fresh", [graded("alice")], MANIFEST) == 0

@@ -18,8 +18,9 @@ For instructors and teaching assistants (in the course repository only):
                           rank the class competition's entries (Assignment 3) on a held-out split
 
 Each command is a module of this package with ``add_arguments(parser)`` and
-``run(args)``. The handout leaves the staff modules out, so a student's ``dlvc``
-offers ``submit`` only.
+``run(args)``; only the chosen command's module is imported (some import torch,
+which ``dlvc grade``'s own process never needs). The handout leaves the staff
+modules out, so a student's ``dlvc`` offers ``submit`` only.
 """
 
 import argparse
@@ -59,9 +60,15 @@ def _present(module: str) -> bool:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((word for word in argv if not word.startswith("-")), None)  # the command: dlvc itself takes no option but --help
+    available = available_commands()
     parser = argparse.ArgumentParser(prog="dlvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(available_commands()) + "}")
-    for name in available_commands():
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(available) + "}")
+    for name in available:
+        if name != chosen:
+            commands.add_parser(name, help=COMMANDS[name])  # listed in dlvc --help; its module stays unimported
+            continue
         module = importlib.import_module(f"{__package__}.{MODULES[name]}")
         command = commands.add_parser(name, help=COMMANDS[name], description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(command)

@@ -14,14 +14,23 @@ student's upload unpacked in ``/autograder/submission``. The zip holds
   manifest and solution notebooks, ``tests/conftest.py`` and the hidden suite ``tests/hidden/assignment<N>/``
   without its mutants, and ``pyproject.toml`` for pytest's settings.
 
-``run_autograder`` grades the one submission with ``dlvc grade`` (the same grader,
-sandbox and calibration a TA runs on a class) and copies its ``results.json`` to
+``setup.sh`` ends with ``run_autograder --calibrate``: the reference build is graded
+once and the time limits' calibration kept in ``/autograder/calibration.json``.
+``run_autograder`` grades the one submission with ``dlvc grade`` (the same grader and
+sandbox a TA runs on a class), reusing that calibration while it holds
+(:mod:`dlvc.course.grader.calibration`), and copies its ``results.json`` to
 ``/autograder/results/results.json``. When grading cannot run at all, that file
 still appears, with zero points and an output that says the fault is the
 autograder's, so the student knows to ask.
 
-``python -m dlvc.course.authoring.autograder --root ROOT`` is the grading side; ``ROOT`` is
-``/autograder`` on Gradescope and any folder laid out like it in a test.
+Gradescope's container has 768 MB of memory unless the instructor chooses more, and
+grading needs more than that (:data:`MEMORY_NEEDED_BYTES`). ``run_autograder`` reads
+the container's limit first (:func:`container_memory_limit`); below what grading
+needs, the results.json it writes tells the instructors which size to choose,
+instead of a grader killed halfway.
+
+``python -m dlvc.course.authoring.autograder --root ROOT [--calibrate]`` is the grading side;
+``ROOT`` is ``/autograder`` on Gradescope and any folder laid out like it in a test.
 """
 
 import argparse
@@ -44,6 +53,15 @@ SCRIPTS = ("setup.sh", "run_autograder")
 TORCH_PACKAGES = ("torch", "torchvision")
 GRADING_DEPENDENCIES = ("pytest",)
 RESULTS_NAME = "results.json"
+CALIBRATION_NAME = "calibration.json"
+MEMORY_NEEDED_BYTES = 1200 * 2**20
+"""What grading one submission needs, with a margin: ``benchmarks/bench_autograder_memory.py``
+measured peaks of about 1,000 MB (Assignment 1), 940 MB (3) and 770 MB (2)."""
+CONTAINER_MEMORY_GB = 1.5
+"""The container memory to choose in Gradescope's Autograder Settings (its default, 768 MB, is too
+small); the README and setup.sh say the same."""
+UNLIMITED_BYTES = 2**62
+"""cgroup v1 writes "no limit" as a huge number (9223372036854771712 on 4 KiB pages)."""
 
 
 class AutograderError(Exception):
@@ -101,41 +119,134 @@ def requirements(root: Path = REPOSITORY_ROOT) -> tuple[list[str], list[str]]:
 # ----- on Gradescope ---------------------------------------------------------------------------------
 
 
-def grade_submission(gradescope_root: Path, source: Path = REPOSITORY_ROOT) -> int:
-    """Grade ``ROOT/submission`` and write ``ROOT/results/results.json``; the grader's exit status."""
-    found = available_assignments(source)
-    if len(found) != 1:
-        raise AutograderError(f"{source} should hold the manifest of one assignment, found {found}")
+def grade_submission(gradescope_root: Path, source: Path = REPOSITORY_ROOT) -> int | None:
+    """Grade ``ROOT/submission`` and write ``ROOT/results/results.json``; the grader's exit status.
+
+    Whatever goes wrong, results.json appears: with zero points and a line that says the
+    fault is the autograder's. A container with less memory than grading needs gets one
+    that also tells the instructors which size to choose, instead of a grader killed halfway.
+    """
     submission, results = gradescope_root / "submission", gradescope_root / "results"
     out = gradescope_root / "grading"
     results.mkdir(parents=True, exist_ok=True)
-    parser = argparse.ArgumentParser()
-    grade.add_arguments(parser)
     graded = out / submission_name(submission) / RESULTS_NAME
-    status = None
+    status, error, for_instructors = None, None, None
     try:
-        status = grade.run(parser.parse_args([str(submission), "--assignment", str(found[0]), "--out", str(out)]))
+        assignment = only_assignment(source)
+        limit = container_memory_limit()
+        if limit is not None and limit < MEMORY_NEEDED_BYTES:
+            status, error = 1, memory_advice(limit)
+            for_instructors = error[0].upper() + error[1:] + "."
+            print(f"dlvc autograder: {error}", file=sys.stderr)
+            return status
+        parser = argparse.ArgumentParser()
+        grade.add_arguments(parser)
+        calibration = gradescope_root / CALIBRATION_NAME
+        status = grade.run(parser.parse_args([str(submission), "--assignment", str(assignment), "--out", str(out), "--calibration", str(calibration)]))
+        return status
     finally:
         if status == 0 and graded.is_file():
             shutil.copyfile(graded, results / RESULTS_NAME)
         else:
-            failure = {
-                "score": 0,
-                "output": (
-                    "The autograder could not grade this submission: the fault is the autograder's, not yours. "
-                    "Tell your instructors; they will regrade it."
-                ),
-                "extra_data": {"error": f"dlvc grade ended with status {status}; see the autograder's log"},
-            }
-            (results / RESULTS_NAME).write_text(json.dumps(failure, indent=2) + "\n")
-    return status
+            write_failure(results, error or f"dlvc grade ended with status {status}; see the autograder's log", for_instructors)
+
+
+def memory_advice(limit: int) -> str:
+    """What to tell the instructors when the container's memory limit is below what grading needs."""
+    return (
+        f"this container may use {limit / 2**20:.0f} MB of memory, and grading needs about {MEMORY_NEEDED_BYTES / 2**20:.0f} MB: "
+        f"in the assignment's Autograder Settings on Gradescope, choose a container with at least {CONTAINER_MEMORY_GB:g} GB of memory, "
+        "then regrade all submissions"
+    )
+
+
+def calibrate(gradescope_root: Path, source: Path = REPOSITORY_ROOT) -> int:
+    """Grade the reference build once, when the image is built, into ``ROOT/calibration.json``; the grader's exit status.
+
+    Every submission's run reuses it (``dlvc grade --calibration``) while it holds: same
+    suite, reference, Python, torch and machine; otherwise that run calibrates again.
+    """
+    assignment = only_assignment(source)
+    parser = argparse.ArgumentParser()
+    grade.add_arguments(parser)
+    with tempfile.TemporaryDirectory(prefix="dlvc-calibrate-", dir=gradescope_root) as out:
+        return grade.run(parser.parse_args(["--assignment", str(assignment), "--out", out, "--calibration", str(gradescope_root / CALIBRATION_NAME)]))
+
+
+def only_assignment(source: Path) -> int:
+    """The assignment whose manifest the autograder holds (it holds one)."""
+    found = available_assignments(source)
+    if len(found) != 1:
+        raise AutograderError(f"{source} should hold the manifest of one assignment, found {found}")
+    return found[0]
+
+
+def write_failure(results: Path, error: str, for_instructors: str | None = None) -> None:
+    """``results/results.json`` with zero points, telling the student that the fault is the autograder's."""
+    output = (
+        "The autograder could not grade this submission: the fault is the autograder's, not yours. "
+        "Tell your instructors; they will regrade it."
+    )
+    failure = {
+        "score": 0,
+        "output": output + (f"\n\nFor the instructors: {for_instructors}" if for_instructors else ""),
+        "extra_data": {"error": error},
+    }
+    (results / RESULTS_NAME).write_text(json.dumps(failure, indent=2) + "\n")
+
+
+def container_memory_limit(cgroup_list: Path = Path("/proc/self/cgroup"), mounts: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory this process's container may use, in bytes, or None where no limit is set or none can be read.
+
+    The smallest limit of the process's cgroup and its ancestors (as far as they are
+    mounted): cgroup v2's ``memory.max``, cgroup v1's ``memory.limit_in_bytes``, the
+    cgroup named in ``/proc/self/cgroup``. Inside a container the cgroup is usually
+    mounted at ``/sys/fs/cgroup`` itself, and ``/proc/self/cgroup`` names ``/``.
+    """
+    try:
+        lines = cgroup_list.read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            base, name = mounts, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = mounts / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        folder = base / path.strip().lstrip("/")
+        if not (folder / name).is_file():
+            folder = base
+        for candidate in (folder, *folder.parents):
+            limits += _memory_limit(candidate / name)
+            if candidate == base:
+                break
+    return min(limits, default=None)
+
+
+def _memory_limit(path: Path) -> list[int]:
+    """The limit in one cgroup file, as a list: empty when it is absent, unreadable or unlimited."""
+    try:
+        value = path.read_text().strip()
+        limit = int(value)
+    except (OSError, ValueError):  # v2 writes "max" when there is no limit
+        return []
+    return [limit] if limit < UNLIMITED_BYTES else []
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Grade /autograder/submission as Gradescope's run_autograder does.")
     parser.add_argument("--root", type=Path, default=Path("/autograder"), help="Gradescope's root folder (default: %(default)s)")
+    parser.add_argument(
+        "--calibrate", action="store_true",
+        help=f"grade the reference build only and keep the time limits' calibration in ROOT/{CALIBRATION_NAME} (setup.sh does, when the image is built)",
+    )
     args = parser.parse_args(argv)
-    return grade_submission(args.root.resolve())
+    root = args.root.resolve()
+    return calibrate(root) if args.calibrate else grade_submission(root)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,14 @@ declares them, so that declaring them imports no ``dlvc``):
   ``process``, or ``in-process`` (the benchmark's baseline; reference build only);
 - ``--worker-user NAME``: where the grader is root, the user Landlock workers become;
 - ``--time-limits FILE``: the calibration (seconds per session key, measured on
-  the reference build); a session may take ``--time-factor`` times that, at
-  least ``--time-floor`` seconds;
-- ``--grading-results FILE``: one JSON line per graded test: its verdict and the
-  message a student reads (never the test's source);
+  the reference build: a file ``dlvc grade`` wrote, see :mod:`dlvc.course.grader.calibration`,
+  or a plain JSON object of seconds); a session may take ``--time-factor`` times
+  that, at least ``--time-floor`` seconds;
+- ``--grading-results-fd N``: one JSON line per graded test, written to the open
+  descriptor ``N``: its verdict and the message a student reads (never the test's
+  source). ``dlvc grade``'s runner passes the write end of a pipe that it reads
+  (:mod:`dlvc.course.grader.runner`); the grader takes verdicts from nowhere else;
+- ``--grading-results FILE``: the same lines, appended to a file, for a run by hand;
 - ``--graded-list FILE``: the graded tests (id, title, part, points) as JSON;
 - ``--timings FILE``: seconds per session key, for calibration.
 """
@@ -47,6 +51,7 @@ import pytest
 import torch
 
 from ..student.manifest import ManifestError, load_manifest
+from .calibration import seconds_per_test
 from .isolation import SandboxError, choose_isolation
 from .sandbox import Limits, Sandbox, WorkerError
 from ..authoring.stubs import copy_package
@@ -168,19 +173,24 @@ def pytest_runtest_makereport(item, call):
 
 
 def _record_verdict(config, state: dict) -> None:
-    path = config.getoption("--grading-results")
-    if path is None:
-        return
     line = {
         "nodeid": state["test"].nodeid,
         "passed": "message" not in state,
         "message": state.get("message", ""),
         "seconds": round(state.get("seconds", 0.0), 3),
     }
-    with open(path, "a") as file:
-        file.write(json.dumps(line) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
+    data = (json.dumps(line) + "\n").encode()
+    descriptor = config.getoption("--grading-results-fd")
+    if descriptor is not None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+    path = config.getoption("--grading-results")
+    if path is not None:
+        with open(path, "ab") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
 
 
 def student_message(excinfo) -> str:
@@ -207,7 +217,7 @@ class SessionFactory:
         self.sandbox = sandbox
         self.config = config
         path = config.getoption("--time-limits")
-        self.calibration = json.loads(Path(path).read_text()) if path is not None else None
+        self.calibration = seconds_per_test(path) if path is not None else None
         self.timings: dict[str, float] = {}
 
     def seconds_for(self, key: str) -> float:

@@ -54,8 +54,9 @@ the summary names the submissions that have no results.json yet. Staging and
 scratch lie in ``OUT/.leaderboard/``. Every file is written atomically.
 
 The exit status is 0 when the leaderboard was written, whatever the entries did;
-2 when it could not start (bad arguments, a missing dataset, no submissions,
-bubblewrap required but not working).
+1 when its class files could not be written (the message names each and why);
+2 when it could not start (bad arguments, a missing dataset, no submissions, a
+submission named like a class file, bubblewrap required but not working).
 """
 
 import argparse
@@ -75,7 +76,18 @@ from tqdm.auto import tqdm
 
 from ...metrics import SegMetrics
 from .grade import REPOSITORY_ROOT, GradeError, find_submissions
-from .reports import RESULTS_NAME, _cell, _write_atomically, read_results
+from .reports import (
+    LEADERBOARD_CHART_NAME as CHART_NAME,
+    LEADERBOARD_CSV_NAME as CSV_NAME,
+    LEADERBOARD_DIRNAME as WORK_DIRNAME,
+    LEADERBOARD_MARKDOWN_NAME as MARKDOWN_NAME,
+    RESULTS_NAME,
+    ReportError,
+    _cell,
+    _write_atomically,
+    read_results,
+    write_files,
+)
 from .isolation import SandboxError, add_isolation_arguments, choose_isolation
 from .sandbox import Limits, Sandbox, WorkerError, describe_value
 from .submission import SubmissionError, stage, submission_name
@@ -89,8 +101,7 @@ MODEL_JSON_BYTES = 64 * 2**10
 DEFAULT_SEED = 1
 """The synthetic split's seed: not the datasets' default 0 that students evaluate on, but public all the same."""
 DEFAULT_NUM_SAMPLES = 200
-WORK_DIRNAME = ".leaderboard"
-CSV_NAME, MARKDOWN_NAME, CHART_NAME, ENTRY_NAME = "leaderboard.csv", "leaderboard.md", "leaderboard.png", "leaderboard.json"
+ENTRY_NAME = "leaderboard.json"
 SHORT_REASON_CHARACTERS = 300
 """Of a reason, what the tables and the terminal show; leaderboard.json holds all of it."""
 
@@ -165,7 +176,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_arguments(args)
         sources = find_submissions(args.submissions)
-        check_names(sources)
         split = load_split(args)
         isolation, warning = choose_isolation(args.isolation, args.worker_user)
     except (LeaderboardError, GradeError, SandboxError) as error:
@@ -183,7 +193,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     finally:
         shutil.rmtree(options.work, ignore_errors=True)
-    without_results = write_outputs(out, entries, split)
+    try:
+        without_results = write_outputs(out, entries, split)
+    except ReportError as error:
+        print(f"dlvc leaderboard: every entry was scored, but {error}", file=sys.stderr)
+        return 1
     for line in summary_lines(entries, without_results):
         print(line)
     return 0
@@ -199,14 +213,6 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise LeaderboardError(f"--{name.replace('_', '-')}: expected a positive number, got {getattr(args, name)}")
     if args.out.exists() and not args.out.is_dir():
         raise LeaderboardError(f"--out {args.out}: a file, not a folder")
-
-
-def check_names(sources: list[Path]) -> None:
-    """Names that would collide with this command's own files in OUT are refused."""
-    reserved = {WORK_DIRNAME, CSV_NAME, MARKDOWN_NAME, CHART_NAME}
-    for source in sources:
-        if submission_name(source) in reserved:
-            raise LeaderboardError(f"{source}: a submission may not be named {submission_name(source)!r}; rename it")
 
 
 def hidden_folders(out: Path, sources: list[Path], data_root: Path | None) -> tuple[Path, ...]:
@@ -359,18 +365,22 @@ def ranked(entries: list[Entry]) -> list[Entry]:
 
 
 def write_outputs(out: Path, entries: list[Entry], split: HeldOutSplit) -> list[str]:
-    """Write every file of the module docstring; returns the names of the submissions that have no results.json."""
-    out.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out / CSV_NAME, leaderboard_csv(entries, split).encode())
-    _write_atomically(out / CHART_NAME, leaderboard_png(entries))
-    _write_atomically(out / MARKDOWN_NAME, leaderboard_markdown(entries, split).encode())
+    """Write every file of the module docstring; returns the names of the submissions that have no results.json.
+
+    ReportError, once every submission's files are written, when a class file could not be.
+    """
     without_results = []
     for entry in entries:
         folder = out / entry.name
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         _write_atomically(folder / ENTRY_NAME, (json.dumps(entry_record(entry, split), indent=2) + "\n").encode())
         if not add_to_results(folder, gradescope_leaderboard(entry, split)):
             without_results.append(entry.name)
+    write_files(out, {
+        CSV_NAME: lambda: leaderboard_csv(entries, split).encode(),
+        CHART_NAME: lambda: leaderboard_png(entries),
+        MARKDOWN_NAME: lambda: leaderboard_markdown(entries, split).encode(),
+    })
     return without_results
 
 

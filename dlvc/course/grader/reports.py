@@ -14,6 +14,13 @@ Per class, in ``OUT/``:
     report.md       the TA reads it: statistics, mean points per part, each test's
                     pass rate, the submissions that could not be graded.
     scores.png      a histogram of the totals, shown in report.md.
+    .grading/       the run's own record: seed, calibration, logs, verdicts.
+
+``dlvc leaderboard`` writes ``leaderboard.csv``, ``.md`` and ``.png`` (and keeps its
+scratch in ``.leaderboard/``) in the same folder. :data:`CLASS_FILE_NAMES` lists all
+of these names: the writers take them from there, and no submission may be named like
+one of them (case folded, as some file systems fold it), or its folder would take a
+class file's place.
 
 Every file is written atomically: a temporary file in the same folder, then
 ``os.replace``; a killed run leaves either the old file or the new one, plus at
@@ -39,7 +46,24 @@ FEEDBACK_NAME = "feedback.md"
 GRADES_NAME = "grades.csv"
 REPORT_NAME = "report.md"
 HISTOGRAM_NAME = "scores.png"
+GRADING_DIRNAME = ".grading"
+LEADERBOARD_CSV_NAME, LEADERBOARD_MARKDOWN_NAME, LEADERBOARD_CHART_NAME = "leaderboard.csv", "leaderboard.md", "leaderboard.png"
+LEADERBOARD_DIRNAME = ".leaderboard"
+CLASS_FILE_NAMES = (
+    GRADES_NAME, REPORT_NAME, HISTOGRAM_NAME, GRADING_DIRNAME,
+    LEADERBOARD_CSV_NAME, LEADERBOARD_MARKDOWN_NAME, LEADERBOARD_CHART_NAME, LEADERBOARD_DIRNAME,
+)
+"""What ``dlvc grade`` and ``dlvc leaderboard`` write at the top of OUT, beside the submissions' folders."""
 MAX_NAMES_PRINTED = 10
+
+
+class ReportError(OSError):
+    """Some files could not be written; the message names each one and why."""
+
+
+def class_file_name(name: str) -> str | None:
+    """The class file that a submission named ``name`` would collide with (case folded), or None."""
+    return next((reserved for reserved in CLASS_FILE_NAMES if reserved.casefold() == name.casefold()), None)
 
 
 def format_points(x: float) -> str:
@@ -267,14 +291,36 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def write_class_reports(out_dir: Path, results: Sequence[SubmissionResult], manifest: Manifest) -> Path:
-    """Write ``grades.csv``, ``report.md`` and ``scores.png`` in ``out_dir``; returns the report's path."""
+    """Write ``grades.csv``, ``report.md`` and ``scores.png`` in ``out_dir``; returns the report's path.
+
+    ReportError, after writing what it could, when any of them could not be written.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out_dir / GRADES_NAME, grades_csv(results, manifest).encode())
-    _write_atomically(out_dir / HISTOGRAM_NAME, scores_png(results, manifest))
-    report = out_dir / REPORT_NAME
-    _write_atomically(report, class_report_markdown(results, manifest).encode())
-    return report
+    write_files(out_dir, {
+        GRADES_NAME: lambda: grades_csv(results, manifest).encode(),
+        HISTOGRAM_NAME: lambda: scores_png(results, manifest),
+        REPORT_NAME: lambda: class_report_markdown(results, manifest).encode(),
+    })
+    return out_dir / REPORT_NAME
+
+
+def write_files(folder: Path, contents: dict) -> None:
+    """Write each ``name: make_bytes`` of ``contents`` atomically in ``folder``, all that can be.
+
+    ReportError names every file that could not be written and why (a folder in its
+    place, a full disk, no permission).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for name, make in contents.items():
+        try:
+            _write_atomically(folder / name, make())
+        except OSError as error:
+            why = "a folder is in its place" if (folder / name).is_dir() else (error.strerror or str(error))
+            failures.append(f"{folder / name} ({why})")
+    if failures:
+        raise ReportError("could not write " + ", ".join(failures))
 
 
 def grades_csv(results: Sequence[SubmissionResult], manifest: Manifest) -> str:
