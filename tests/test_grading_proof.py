@@ -518,6 +518,7 @@ def test_hostile_submission_gets_exactly_the_points_it_earned(hostile_runs, isol
     grading = hostile_runs(isolation)
     assert f"isolation {isolation}" in grading.output, f"the run did not grade with {isolation}:\n{grading.output[-2000:]}"
     results = grading.results(f"hostile-{name}")
+    assert results["extra_data"]["isolation"] == isolation, f"results.json records the isolation {results['extra_data']['isolation']!r}"
     expected = hostile.fails(grading.graded)
     assert grading.failed(f"hostile-{name}") == expected, (
         f"{name}: failed {sorted(grading.failed(f'hostile-{name}') - expected)} unexpectedly, "

@@ -12,6 +12,7 @@ from dlvc.course.student.manifest import load_manifest, parse_manifest
 from dlvc.course.grader.reports import (
     CLASS_FILE_NAMES,
     ReportError,
+    class_report_markdown,
     feedback_markdown,
     format_points,
     read_results,
@@ -372,3 +373,10 @@ def test_a_grading_run_that_cannot_write_its_class_files_says_so_and_exits_non_z
     error = capsys.readouterr().err
     assert f"could not write {tmp_path / 'report.md'} (a folder is in its place)" in error, error
     assert report_class(tmp_path / "fresh", [graded("alice")], MANIFEST) == 0
+
+
+def test_results_report_and_summary_say_which_isolation_graded():
+    results = [graded("alice", isolation="landlock"), graded("bob", isolation="landlock")]
+    assert results_json(results[0], MANIFEST)["extra_data"]["isolation"] == "landlock"
+    assert "Student code ran in the landlock isolation" in class_report_markdown(results, MANIFEST)
+    assert "Student code ran in the landlock isolation (see the README's table of modes)." in summary_lines(results, MANIFEST)

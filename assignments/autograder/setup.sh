@@ -21,3 +21,6 @@ python3 -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --index-url https://download.pytorch.org/whl/cpu -r "$SOURCE/requirements-torch.txt"
 /autograder/venv/bin/python -m pip install -r "$SOURCE/requirements.txt"
 "$SOURCE/run_autograder" --calibrate
+# The reference, the hidden suite and the calibration are root's alone: the workers' user cannot read them,
+# even where the kernel's Landlock, which keeps its workers away from them too, is missing.
+chmod -R go-rwx "$SOURCE" /autograder/calibration.json

@@ -62,6 +62,9 @@ from .verdicts import GradedTest, SubmissionResult, Verdict, missing_verdict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 WORK_DIRNAME = GRADING_DIRNAME
+WORK_FOLDERS = {"tmp": 0o711, "staging": 0o711, "logs": 0o700, "verdicts": 0o700, "cache": 0o700, "config": 0o700}
+"""OUT/.grading's folders and their modes: a Landlock worker's user passes through to its staged submission and its
+scratch folder (tmp), and can read nothing of the grader's logs, records, caches and settings, even without Landlock."""
 RESULTS_FD_OPTION = "--grading-results-fd"
 """The graded suite's option that takes the descriptor its verdicts are written to (see :mod:`dlvc.course.grader.runner`)."""
 STARTUP_SECONDS = 300.0
@@ -126,8 +129,10 @@ class ClassGrader:
         self.isolation, warning = choose_isolation(args.isolation, args.worker_user)
         if warning:
             print(f"dlvc grade: {warning}", file=sys.stderr)
-        for folder in ("tmp", "logs", "verdicts", "staging", "cache", "config"):
+        for folder, mode in WORK_FOLDERS.items():
             (self.work / folder).mkdir(parents=True, exist_ok=True)
+            (self.work / folder).chmod(mode)
+        self.work.chmod(0o711)
         # Libraries' caches and settings (matplotlib's fonts, torch's) go under OUT too, for this process and its children.
         os.environ.update(self._caches())
         self.tests = self._collect()
@@ -238,7 +243,7 @@ class ClassGrader:
             staged = stage(source, staging, wanted, carried_files=self.manifest.notebooks)
         except SubmissionError as error:
             reason = f"the submission could not be graded: {error}"
-            result = SubmissionResult(name, self.seed, [missing_verdict(test, reason) for test in self.tests], error=str(error))
+            result = SubmissionResult(name, self.seed, [missing_verdict(test, reason) for test in self.tests], error=str(error), isolation=self.isolation)
         else:
             notes = [write_submitted_notebook_module(staged.root, notebook) for notebook in self.manifest.notebooks]
             result = self._grade_package(name, staged.root)
@@ -284,7 +289,7 @@ class ClassGrader:
             else missing_verdict(test, ended)
             for test in self.tests
         ]
-        return SubmissionResult(name, self.seed, verdicts)
+        return SubmissionResult(name, self.seed, verdicts, isolation=self.isolation)
 
     def _submission_seconds(self, calibrated: bool) -> float:
         if not calibrated or not self.calibration.is_file():
@@ -348,6 +353,7 @@ class ClassGrader:
             "missing": [entry.path for entry in result.missing],
             "notes": result.notes,
             "error": result.error,
+            "isolation": result.isolation,
         }
         path = self.work / "verdicts" / f"{result.name}.json"
         temporary = path.with_suffix(".partial")
@@ -359,7 +365,7 @@ class ClassGrader:
         tests = {test.nodeid: test for test in self.tests}
         verdicts = [Verdict(tests[entry["nodeid"]], entry["passed"], entry["message"], entry["seconds"]) for entry in record["verdicts"]]
         missing = [entry for entry in self.manifest.submission if entry.path in record["missing"]]
-        return SubmissionResult(name, record["seed"], verdicts, missing, record["notes"], record["error"])
+        return SubmissionResult(name, record["seed"], verdicts, missing, record["notes"], record["error"], record.get("isolation", ""))
 
 
 class SuiteRunner:

@@ -87,6 +87,7 @@ def results_json(result: SubmissionResult, manifest: Manifest) -> dict:
         "stdout_visibility": "hidden",
         "extra_data": {
             "seed": result.seed,
+            "isolation": result.isolation,
             "assignment": manifest.number,
             "submission": result.name,
             "parts": {part.id: {"score": earned[part.id], "max_score": part.points} for part in manifest.parts},
@@ -341,7 +342,7 @@ def class_report_markdown(results: Sequence[SubmissionResult], manifest: Manifes
         return f"{title}\n\nNo submissions were graded.\n\n![Histogram of the total points]({HISTOGRAM_NAME})\n"
     sections = [
         title,
-        f"{len(results)} submission(s) graded, out of {format_points(manifest.total_points)} points.",
+        f"{len(results)} submission(s) graded, out of {format_points(manifest.total_points)} points. {_isolation_sentence(results)}",
         _statistics_table([result.total(manifest) for result in results]),
         _part_means_table(results, manifest),
         _pass_rates_table(results, manifest),
@@ -351,6 +352,12 @@ def class_report_markdown(results: Sequence[SubmissionResult], manifest: Manifes
         sections.append(_errors_section(errors))
     sections.append(f"## Totals\n\n![Histogram of the total points]({HISTOGRAM_NAME})")
     return "\n\n".join(sections) + "\n"
+
+
+def _isolation_sentence(results: Sequence[SubmissionResult]) -> str:
+    """Which isolation the student code ran in (a run restarted elsewhere may have used two)."""
+    modes = sorted({result.isolation or "unrecorded" for result in results})
+    return f"Student code ran in the {' and '.join(modes)} isolation (see the README's table of modes)."
 
 
 def _statistics_table(totals: list[float]) -> str:
@@ -432,5 +439,6 @@ def summary_lines(results: Sequence[SubmissionResult], manifest: Manifest) -> li
         shown = ", ".join(errors[:MAX_NAMES_PRINTED])
         more = f" and {len(errors) - MAX_NAMES_PRINTED} more" if len(errors) > MAX_NAMES_PRINTED else ""
         lines.append(f"{len(errors)} could not be graded: {shown}{more} (see {REPORT_NAME}).")
+    lines.append(_isolation_sentence(results))
     lines.append(f"Grades: {GRADES_NAME}; class report: {REPORT_NAME} (in the output folder).")
     return lines

@@ -62,6 +62,8 @@ class SubmissionResult:
         missing: the files the manifest asks for that the submission lacks.
         notes: what staging skipped or renamed (unsafe zip entries, caches).
         error: why the submission could not be graded at all, or None.
+        isolation: the isolation mode its student code ran in (``bwrap``, ``landlock``,
+            ``process``; see :mod:`dlvc.course.grader.isolation`).
     """
 
     name: str
@@ -70,6 +72,7 @@ class SubmissionResult:
     missing: list[SubmissionFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    isolation: str = ""
 
     def part_points(self, manifest: Manifest) -> dict[str, float]:
         """Points earned per part id: the passed tests' points, less what missing files cost (never below 0)."""
