@@ -138,8 +138,7 @@ def worker_user_reaches_temporary_folders(_temporary_folders_open_to_the_worker_
     who must pass through the tests' temporary folders to the submissions and scratch folders in them and read
     the submissions. So as root the tests' own folders are 0755, and pytest's base folders 0711 (pass through, no
     listing), set again before every test: a pytest run that a test starts makes them 0700 again."""
-    if os.geteuid() == 0:
-        base = tmp_path_factory.getbasetemp()
-        for folder in (base.parent, base):
-            folder.chmod(0o711)
+    from isolation_modes import let_the_worker_user_pass
+
+    let_the_worker_user_pass(tmp_path_factory.getbasetemp() / "any")
     yield
