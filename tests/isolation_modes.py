@@ -6,7 +6,6 @@ then it fails, so that CI never passes with a sandbox left untested.
 """
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -28,16 +27,3 @@ def require(isolation: str) -> None:
         pytest.fail(f"{REQUIRED} names {isolation}, but {problem}")
     pytest.skip(f"{isolation} cannot run here: {problem}")
 
-
-def let_the_worker_user_pass(folder: Path) -> None:
-    """As root, make pytest's own folders above ``folder`` (pytest-of-<user>, pytest-<N>) 0711 again.
-
-    Landlock workers of a root grader become an unprivileged user, who must pass through
-    them to the submissions and scratch folders below; every new pytest run (say, the
-    public tests that ``dlvc submit`` runs) makes them 0700 again.
-    """
-    if os.geteuid() != 0:
-        return
-    for parent in Path(folder).parents:
-        if parent.name.startswith("pytest-"):
-            parent.chmod(0o711)

@@ -41,7 +41,7 @@ from dlvc.course.authoring.handout import handout_name
 from dlvc.course.student.notebook import read_notebook
 from dlvc.course.authoring.stubs import copy_package, fill_in, make_student_notebook
 from dlvc.course.student.submit import clean_environment
-from isolation_modes import SANDBOXES, let_the_worker_user_pass, require
+from isolation_modes import SANDBOXES, require
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = [number for number in available_assignments() if (REPOSITORY_ROOT / "tests" / "hidden" / f"assignment{number}" / "mutants").is_dir()]
@@ -405,30 +405,33 @@ def build_hostile_class(submissions: Path, out: Path) -> None:
         shutil.move(source, submissions.parent / source.name)
 
 
-def grade_class(assignment: int, base: Path, handout: Path) -> GradingRun:
+def grade_class(assignment: int, base: Path, handout: Path, worker_user_passes) -> GradingRun:
     """Build the class of ``assignment`` under ``base`` (with the round trip of ``handout``) and grade it."""
     submissions, out = base / "submissions", base / "grades"
     build_class(assignment, submissions, out)
     submitted = round_trip(handout, assignment, base, submissions)
-    return grade(assignment, base, submissions, out, submitted)
+    return grade(assignment, base, submissions, out, submitted, worker_user_passes)
 
 
-def grade_hostile_class(base: Path, isolation: str) -> GradingRun:
+def grade_hostile_class(base: Path, isolation: str, worker_user_passes) -> GradingRun:
     """Build the hostile class under ``base`` and grade it with Assignment 1's suite in one isolation mode."""
     submissions, out = base / "submissions", base / "grades"
     build_hostile_class(submissions, out)
-    return grade(1, base, submissions, out, {}, ["--isolation", isolation])
+    return grade(1, base, submissions, out, {}, worker_user_passes, ["--isolation", isolation])
 
 
-def grade(assignment: int, base: Path, submissions: Path, out: Path, submitted: dict, options=()) -> GradingRun:
-    """``dlvc grade`` on ``submissions``, HOME and TMPDIR watched, the repository and the submissions snapshotted."""
+def grade(assignment: int, base: Path, submissions: Path, out: Path, submitted: dict, worker_user_passes, options=()) -> GradingRun:
+    """``dlvc grade`` on ``submissions``, HOME and TMPDIR watched, the repository and the submissions snapshotted.
+
+    ``worker_user_passes`` (the fixture) opens pytest's folders to the worker user again, after the pytest runs
+    that building the class started."""
     watched = [base / "home", base / "tmp"]
     for folder in watched:
         folder.mkdir()
     environment = {**os.environ, "HOME": str(watched[0]), "TMPDIR": str(watched[1])}
     command = [sys.executable, "-m", "dlvc.course.cli", "grade", str(submissions), "--assignment", str(assignment), "--out", str(out), "--jobs", "2", "--time-floor", "5", *options]
     outside = [REPOSITORY_ROOT, submissions]
-    let_the_worker_user_pass(out)
+    worker_user_passes(out)
     before = snapshot(outside)
     result = subprocess.run(command, cwd=REPOSITORY_ROOT, env=environment, capture_output=True, text=True, timeout=3600)
     after = snapshot(outside)
@@ -439,13 +442,13 @@ def grade(assignment: int, base: Path, submissions: Path, out: Path, submitted: 
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, handouts):
+def runs(tmp_path_factory, handouts, worker_user_passes):
     """``runs(N)``: the grading run of assignment N's class, graded once for the whole module."""
     done = {}
 
     def run(assignment: int) -> GradingRun:
         if assignment not in done:
-            done[assignment] = grade_class(assignment, tmp_path_factory.mktemp(f"class{assignment}"), handouts(assignment)[0])
+            done[assignment] = grade_class(assignment, tmp_path_factory.mktemp(f"class{assignment}"), handouts(assignment)[0], worker_user_passes)
         return done[assignment]
 
     return run
@@ -458,14 +461,14 @@ def grading(runs) -> GradingRun:
 
 
 @pytest.fixture(scope="module")
-def hostile_runs(tmp_path_factory):
+def hostile_runs(tmp_path_factory, worker_user_passes):
     """``hostile_runs(mode)``: the hostile class graded in one isolation mode, once for the whole module."""
     done = {}
 
     def run(isolation: str) -> GradingRun:
         require(isolation)
         if isolation not in done:
-            done[isolation] = grade_hostile_class(tmp_path_factory.mktemp(f"hostile-{isolation}"), isolation)
+            done[isolation] = grade_hostile_class(tmp_path_factory.mktemp(f"hostile-{isolation}"), isolation, worker_user_passes)
         return done[isolation]
 
     return run
