@@ -287,13 +287,13 @@ def test_auto_falls_back_to_landlock_then_to_plain_processes_with_a_warning(monk
         choose_isolation("landlock")
 
 
-def test_a_worker_user_that_does_not_exist_is_an_error():
-    if os.geteuid() != 0:
-        with pytest.raises(SandboxError, match="not as root"):
-            find_worker_user("no-such-user-dlvc")
-        return
-    with pytest.raises(SandboxError, match="no user no-such-user-dlvc"):
+def test_a_worker_user_that_does_not_exist_is_an_error_in_every_mode():
+    expected = "no user no-such-user-dlvc" if os.geteuid() == 0 else "not as root"
+    with pytest.raises(SandboxError, match=expected):
         find_worker_user("no-such-user-dlvc")
+    for requested in ("auto", "process"):
+        with pytest.raises(SandboxError, match=expected):
+            choose_isolation(requested, "no-such-user-dlvc")
 
 
 class TwoStreams(torch.nn.Module):

@@ -63,6 +63,8 @@ def choose_isolation(requested: str | None = None, worker_user: str | None = Non
     requested = requested or os.environ.get(SANDBOX_ENV) or "auto"
     if requested not in ISOLATIONS:
         raise ValueError(f"isolation: expected one of {', '.join(ISOLATIONS)}, got {requested!r}")
+    if worker_user is not None:
+        find_worker_user(worker_user)  # a user named wrongly is an error, not a reason to fall back
     if requested in ("process", "in-process"):
         return requested, None if requested == "in-process" else _process_warning("plain processes were asked for")
     problems = {}
