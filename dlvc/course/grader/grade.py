@@ -41,6 +41,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -133,6 +134,7 @@ class ClassGrader:
             (self.work / folder).mkdir(parents=True, exist_ok=True)
             (self.work / folder).chmod(mode)
         self.work.chmod(0o711)
+        self.out.chmod(self.out.stat().st_mode | stat.S_IXOTH)  # OUT itself may be a private temporary folder
         # Libraries' caches and settings (matplotlib's fonts, torch's) go under OUT too, for this process and its children.
         os.environ.update(self._caches())
         self.tests = self._collect()
